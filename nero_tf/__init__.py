@@ -1,0 +1,11 @@
+"""nero_tf: the Nero optimiser (Liu et al., ICML 2021) for Keras 3.
+
+>>> model.compile(optimizer=nero_tf.Nero(), loss=...)
+"""
+
+__version__ = "0.1.0"
+
+from nero_tf.layouts import NeuronLayout, model_layouts
+from nero_tf.nero import Nero
+
+__all__ = ["Nero", "NeuronLayout", "model_layouts", "__version__"]

@@ -1,0 +1,381 @@
+"""The Nero optimiser (Liu, Bernstein, Meister, Yue, ICML 2021)."""
+
+import contextlib
+import fnmatch
+import math
+
+import keras
+from keras import ops
+from keras.src.optimizers.optimizer import base_optimizer_keyword_args
+
+from nero_tf import layouts as layouts_lib
+
+# `constraints=` values and the (centre, normalise) switches they stand for.
+CONSTRAINT_MODES = {
+    True: (True, True),
+    False: (False, False),
+    "center": (True, False),
+    "normalize": (False, True),
+}
+
+
+def _build_scope():
+    """Run `build()` eagerly even when Keras calls it inside a traced step.
+
+    On one device, TF's `model.fit` builds the optimiser lazily inside the first
+    trace of the train function; the assignments made there (the initial
+    projection) would then belong to the graph and, with Keras' retracing, never
+    run (keras-facts.md). Lifting `build()` out with `tf.init_scope()` runs the
+    projection once, at trace time, before the traced forward pass executes.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.inside_function():
+            return tf.init_scope()
+    return contextlib.nullcontext()
+
+
+def _dense(gradient):
+    """Sparse `IndexedSlices` gradients (from `Embedding`) as a dense tensor.
+
+    Every neuron's statistics decay each step, and every neuron is re-projected,
+    so the update touches all rows anyway; densifying (which sums repeated
+    indices) makes the result identical to that of the dense gradient.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(gradient, tf.IndexedSlices):
+            return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+@keras.saving.register_keras_serializable(package="nero_tf")
+class Nero(keras.optimizers.Optimizer):
+    """Optimizer that implements the Nero algorithm ("neuronal rotator").
+
+    Nero makes per-neuron relative updates and keeps every neuron's weight
+    vector centred (zero mean) and on the unit sphere, so each step turns each
+    neuron by an angle of about `learning_rate` radians. A neuron is one output
+    unit with all the weights that feed it; Nero finds the neurons of every
+    built-in Keras layer (see `nero_tf.layouts` and `summary()`).
+
+    For a tensor with neurons `w` and gradients `g`, at step `t`:
+
+        v = beta * v + (1 - beta) * ||g_neuron||^2       # one number per neuron
+        w = w - learning_rate * scale * g / sqrt(v / (1 - beta^t))
+        w = (w - mean(w_neuron)) / ||w_neuron - mean(w_neuron)||
+
+    Tensors of rank <= 1 (biases, normalisation gains and offsets) are updated
+    element-wise the same way and never projected. `scale` is fixed when the
+    optimiser is built: 1 for normalised tensors, the mean neuron norm for
+    unnormalised ones, mean |p| for element-wise ones (0.01 when that is 0).
+    There is no momentum and no epsilon. State is one float per neuron, which
+    is about the square root of Adam's two floats per weight.
+
+    When it is built, Nero projects every constrained tensor onto the
+    constraint set. Keras builds it before the first forward pass in
+    `model.fit` (every backend and strategy, graph and XLA), in a
+    `tf.function` custom loop, and when it loads a `.keras` file or restores a
+    checkpoint (restored weights and state are never re-projected or
+    recomputed). With `run_eagerly=True` or an eager custom loop, the first
+    gradient is computed before the optimiser exists, at the unprojected
+    weights; call `optimizer.build(model.trainable_variables)` first to avoid
+    that.
+
+    Robustness, where the reference implementation breaks: an all-zero neuron
+    (zero-initialised kernel) is left at zero by the projection instead of
+    becoming NaN, and joins the sphere at its first non-zero gradient; a
+    neuron with a fan-in of one is updated element-wise (centring would zero
+    it for ever); a neuron whose gradient has a NaN or Inf entry is skipped for
+    that step, as if its gradient were zero, so its running average stays
+    finite and it keeps learning afterwards; a zero running average gives a
+    zero step. Statistics are computed in float32 whatever the variable dtype
+    (float16 / bfloat16 variables, mixed precision with
+    `keras.optimizers.LossScaleOptimizer`). Sparse `IndexedSlices` gradients
+    give exactly the result of the equivalent dense gradient.
+
+    Args:
+        learning_rate: A float, a
+            `keras.optimizers.schedules.LearningRateSchedule` instance, or a
+            callable that takes no arguments and returns the actual value to
+            use. The angle, in radians, through which a step turns a neuron.
+            Defaults to `0.01`.
+        beta: A float in `[0, 1)`. Decay rate of the running average of each
+            neuron's squared gradient norm. Defaults to `0.999`.
+        constraints: `True` to centre and normalise every neuron (the paper),
+            `False` for neither, `"center"` or `"normalize"` for one of the two
+            (the paper's Figure 1 ablation). Defaults to `True`.
+        layouts: Optional dict mapping a variable path, or an `fnmatch` glob of
+            paths, to its neuron layout: a rule name from
+            `nero_tf.layouts.AXIS_RULES` (`"all_but_last"`, `"first"`,
+            `"elementwise"`, ...) or a list of fan-in axes. Use
+            `nero_tf.model_layouts(model)` to get exact layouts for every layer
+            of a model whose layers are renamed or subclassed. Variables not
+            covered are resolved from their path; when Nero has to guess, it
+            warns once, naming the variables.
+        unconstrained: Optional list of variable paths or globs whose neurons
+            are updated per neuron but never projected (e.g. the final
+            classifier). Defaults to `None` (constrain every tensor with
+            neurons, as in the paper).
+        weight_decay: Decoupled weight decay, as in every Keras optimizer
+            (`w -= learning_rate * weight_decay * w` before each step). On a
+            normalised tensor it cannot shrink anything: the projection
+            restores every neuron's norm, so decay only enlarges the turn, as
+            if the learning rate were `lr / (1 - lr * weight_decay)`. It acts
+            as usual on element-wise and unnormalised tensors. The constraints
+            replace it; the paper uses none.
+        {{base_optimizer_keyword_args}}
+
+    References:
+        - [Liu et al., 2021](https://arxiv.org/abs/2102.07227): "Learning by
+          Turning: Neural Architecture Aware Optimisation", ICML 2021.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.01,
+        beta=0.999,
+        constraints=True,
+        layouts=None,
+        unconstrained=None,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="nero",
+        **kwargs,
+    ):
+        if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
+            raise ValueError(
+                "Argument `learning_rate` must be positive. "
+                f"Received: learning_rate={learning_rate}"
+            )
+        if not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
+            raise ValueError(
+                f"Argument `beta` must be in [0, 1). Received: beta={beta}"
+            )
+        if not isinstance(constraints, (bool, str)) or constraints not in (
+            CONSTRAINT_MODES
+        ):
+            raise ValueError(
+                "Argument `constraints` must be True, False, 'center' or "
+                f"'normalize'. Received: constraints={constraints!r}"
+            )
+        layouts = dict(layouts or {})
+        for pattern, spec in layouts.items():
+            if not isinstance(pattern, str):
+                raise ValueError(
+                    "Argument `layouts` must map variable paths (strings) to "
+                    f"layouts. Received key: {pattern!r}"
+                )
+            if isinstance(spec, str):
+                if spec not in layouts_lib.AXIS_RULES:
+                    raise ValueError(
+                        f"Unknown neuron layout {spec!r} for {pattern!r} in "
+                        f"argument `layouts`. Expected one of "
+                        f"{sorted(layouts_lib.AXIS_RULES)} or a list of fan-in "
+                        "axes."
+                    )
+            elif not (
+                isinstance(spec, (list, tuple))
+                and all(isinstance(a, int) and not isinstance(a, bool) for a in spec)
+            ):
+                raise ValueError(
+                    f"The neuron layout of {pattern!r} in argument `layouts` "
+                    "must be a rule name or a list of integer fan-in axes. "
+                    f"Received: {spec!r}"
+                )
+        if isinstance(unconstrained, str):
+            unconstrained = [unconstrained]
+        unconstrained = list(unconstrained or [])
+        if not all(isinstance(p, str) for p in unconstrained):
+            raise ValueError(
+                "Argument `unconstrained` must be a list of variable paths or "
+                f"globs. Received: unconstrained={unconstrained!r}"
+            )
+        super().__init__(
+            learning_rate=learning_rate,
+            name=name,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            **kwargs,
+        )
+        self.beta = float(beta)
+        self.constraints = constraints
+        self.center, self.normalize = CONSTRAINT_MODES[constraints]
+        self.layouts = {k: (v if isinstance(v, str) else list(v))
+                        for k, v in layouts.items()}
+        self.unconstrained = unconstrained
+
+    def _is_constrained(self, layout):
+        if layout.elementwise or not (self.center or self.normalize):
+            return False
+        return not any(
+            layout.path == p or fnmatch.fnmatchcase(layout.path, p)
+            for p in self.unconstrained
+        )
+
+    def build(self, var_list):
+        """Initialise Nero's state and project the weights onto the constraints.
+
+        Nero keeps, per variable: `v` (one float32 per neuron, or per element
+        for element-wise tensors), a step counter (for per-tensor bias
+        correction, as in the reference) and the frozen `scale`; plus one flag
+        saying the weights have been projected, so that a restored checkpoint
+        is never projected or re-scaled again.
+
+        Args:
+            var_list: list of model variables to build Nero variables on.
+        """
+        if self.built:
+            return
+        with _build_scope():
+            super().build(var_list)
+            self._neuron_layouts = [
+                layouts_lib.resolve(v.path, v.shape, self.layouts) for v in var_list
+            ]
+            layouts_lib.warn_guesses(self._neuron_layouts, owner=self.name)
+            self._constrained = [self._is_constrained(l) for l in self._neuron_layouts]
+
+            projected, scales = [], []
+            for variable, layout, constrained in zip(
+                var_list, self._neuron_layouts, self._constrained
+            ):
+                w = layout.to_view(ops.convert_to_tensor(variable, "float32"))
+                if constrained:
+                    w = layout.project(w, self.center, self.normalize)
+                projected.append(w)
+                scales.append(self._initial_scale(layout, w, constrained))
+
+            self._velocities, self._steps, self._scales = [], [], []
+            for variable, layout, scale in zip(var_list, self._neuron_layouts, scales):
+                stem = variable.path.replace("/", "_")
+                self._velocities.append(
+                    self.add_variable(
+                        layout.state_shape, "zeros", "float32", name=f"{stem}_v"
+                    )
+                )
+                self._steps.append(
+                    self.add_variable((), "zeros", "int", name=f"{stem}_step")
+                )
+                self._scales.append(
+                    self.add_variable(
+                        (),
+                        keras.initializers.Constant(scale),
+                        "float32",
+                        name=f"{stem}_scale",
+                    )
+                )
+            # A restored checkpoint sets this (and the state above) as the
+            # variables are created: then the weights are already projected.
+            self._projected = self.add_variable((), "zeros", "int", name="projected")
+            if not int(self._projected.numpy()):
+                for variable, layout, w, constrained in zip(
+                    var_list, self._neuron_layouts, projected, self._constrained
+                ):
+                    if constrained:
+                        variable.assign(
+                            ops.cast(ops.reshape(w, variable.shape), variable.dtype)
+                        )
+                self._projected.assign(1)
+
+    def _initial_scale(self, layout, w_view, constrained):
+        if constrained and self.normalize:
+            return 1.0
+        if layout.elementwise:
+            scale = float(ops.mean(ops.abs(w_view)))
+        else:
+            scale = float(ops.mean(layout.neuron_norms(w_view)))
+        return scale if scale > 0 else 0.01
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Update step given gradient and the associated model variable."""
+        index = self._get_variable_index(variable)
+        layout = self._neuron_layouts[index]
+        v = self._velocities[index]
+        step = self._steps[index]
+
+        g = layout.to_view(ops.cast(_dense(gradient), "float32"))
+        w = layout.to_view(ops.cast(variable, "float32"))
+        self.assign_add(step, ops.ones((), step.dtype))
+        t = ops.cast(step, "float32")
+
+        grad_sq = layout.neuron_sum(ops.square(g))
+        # A neuron with a NaN/Inf anywhere in its gradient sits this step out.
+        finite = ops.isfinite(grad_sq)
+        grad_sq = ops.where(finite, grad_sq, 0.0)
+        g = ops.where(finite, g, 0.0)
+
+        v_new = self.beta * ops.reshape(v, layout.stat_view_shape) + (
+            1.0 - self.beta
+        ) * grad_sq
+        self.assign(v, ops.reshape(v_new, layout.state_shape))
+        v_hat = v_new / (1.0 - ops.power(self.beta, t))
+        lr = ops.cast(learning_rate, "float32") * self._scales[index]
+        # No epsilon: a zero average means a zero gradient, and a zero step.
+        safe_v_hat = ops.where(v_hat > 0, v_hat, 1.0)
+        step_size = ops.where(v_hat > 0, lr * ops.rsqrt(safe_v_hat), 0.0)
+        w = w - step_size * g
+        if self._constrained[index]:
+            w = layout.project(w, self.center, self.normalize)
+        self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
+
+    def neuron_layouts(self):
+        """The `NeuronLayout` Nero uses for each variable (after `build`)."""
+        self._require_built("neuron_layouts")
+        return list(self._neuron_layouts)
+
+    def summary(self, print_fn=None):
+        """Print what Nero decided for each variable.
+
+        One row per variable: path, shape, fan-in axes, number of neurons,
+        whether it is projected onto the constraint set, and the rule that
+        decided (layer class, variable name, override or guess).
+        """
+        self._require_built("summary")
+        table = layouts_lib.format_table(self._neuron_layouts, self._constrained)
+        state = sum(math.prod(v.shape) for v in self._velocities)
+        weights = sum(math.prod(l.shape) for l in self._neuron_layouts)
+        text = (
+            f"{self.name}: {len(self._neuron_layouts)} variables, {weights:,} "
+            f"weights, {state:,} per-neuron statistics\n{table}"
+        )
+        (print_fn or print)(text)
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"Call `build(model.trainable_variables)` (or train a step) "
+                f"before `{what}()`: Nero decides layouts when it is built."
+            )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "beta": self.beta,
+                "constraints": self.constraints,
+                "layouts": dict(self.layouts),
+                "unconstrained": list(self.unconstrained),
+            }
+        )
+        return config
+
+
+Nero.__doc__ = Nero.__doc__.replace(
+    "{{base_optimizer_keyword_args}}", base_optimizer_keyword_args
+)

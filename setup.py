@@ -1,0 +1,48 @@
+"""nero_tf: the Nero optimiser (Liu, Bernstein, Meister, Yue, ICML 2021) for Keras 3."""
+
+import pathlib
+import re
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (HERE / "nero_tf" / "__init__.py").read_text()
+).group(1)
+
+# The library itself only needs Keras 3 and a backend. TensorFlow is the backend
+# this project is built and tested on; pick the wheel that fits your machine:
+#   CPU only (CI):  pip install -e ".[tf-cpu]"
+#   NVIDIA GPU:     pip install -e ".[tf-gpu]"   (tensorflow[and-cuda])
+TF_VERSION = "tensorflow{extra}>=2.21,<2.22"
+TRAIN = [
+    "tensorflow-datasets>=4.9",
+    "importlib_resources",  # tfds 4.9.10 imports it without declaring it
+    "scikit-learn>=1.3",  # ships the 8x8 digits used offline by the quickstart
+    "pyyaml>=6",
+    "matplotlib>=3.7",
+]
+TEST = ["pytest>=8", "hypothesis>=6"]
+
+setup(
+    name="nero_tf",
+    version=VERSION,
+    description="Nero: per-neuron projected gradient descent for Keras 3 / TensorFlow",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nero_tf*", "models*", "train*"]),
+    install_requires=["keras>=3.12", "numpy>=1.26"],
+    extras_require={
+        "tf-cpu": [TF_VERSION.format(extra="-cpu")],
+        "tf-gpu": [TF_VERSION.format(extra="[and-cuda]")],
+        "tf": [TF_VERSION.format(extra="")],
+        "jax": ["jax>=0.4.30"],
+        "train": TRAIN,
+        # CI and the README's test command: CPU TensorFlow, JAX for the
+        # backend-agnostic optimiser tests, and everything the harness needs.
+        "test": TEST + TRAIN + [TF_VERSION.format(extra="-cpu"), "jax>=0.4.30"],
+    },
+    entry_points={"console_scripts": ["nero-train=train.__main__:main"]},
+    license="MIT",
+)

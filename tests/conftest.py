@@ -1,0 +1,38 @@
+"""Test set-up shared by every test module.
+
+The backend comes from KERAS_BACKEND (TensorFlow unless set). Under TensorFlow
+the one physical CPU is split into two logical devices before TensorFlow starts,
+so MirroredStrategy tests can run two replicas on any machine.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    _cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        _cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers", "tensorflow_only: needs the TensorFlow backend"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason="needs the TensorFlow backend")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,443 @@
+"""Tests for train/data.py. Fully offline: all data is sklearn's bundled digits, fake
+files written to tmp_path, or tfds.testing.mock_data; any network connection attempt
+fails the test at once (see the autouse fixture)."""
+
+import gzip
+import pickle
+import socket
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train import data
+from train.data import DataNotFoundError
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Turn any connection attempt into an immediate error instead of a slow download."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("test tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def _all(ds):
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _norm(name, pixels01):
+    n = data.NORMALISATION[name]
+    return (np.asarray(pixels01, np.float64) - np.array(n["mean"])) / np.array(n["std"])
+
+
+# ------------------------------------------------------------------------- registry
+
+
+def test_names_and_normalisation_table():
+    assert data.names() == ("cifar10", "digits", "imagenet", "mnist")
+    assert set(data.NORMALISATION) == set(data.names())
+    assert data.NORMALISATION["mnist"] == {"mean": (0.1307,), "std": (0.3081,)}
+    assert data.NORMALISATION["cifar10"]["mean"] == (0.4914, 0.4822, 0.4465)
+    assert data.NORMALISATION["cifar10"]["std"] == (0.2023, 0.1994, 0.2010)
+    assert data.NORMALISATION["imagenet"]["mean"] == (0.485, 0.456, 0.406)
+    assert data.NORMALISATION["imagenet"]["std"] == (0.229, 0.224, 0.225)
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError) as e:
+        data.load("svhn", batch_size=8)
+    for name in data.names():
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, None])
+def test_bad_batch_size(bad):
+    with pytest.raises(ValueError, match="batch_size"):
+        data.load("digits", batch_size=bad)
+
+
+def test_error_is_a_file_not_found_error():
+    assert issubclass(DataNotFoundError, FileNotFoundError)
+
+
+# ------------------------------------------------------------------------- digits
+
+
+def test_digits_shapes_dtypes_ranges():
+    ds = data.load("digits", batch_size=64)
+    assert (ds.name, ds.num_classes, ds.input_shape) == ("digits", 10, (8, 8, 1))
+    assert (ds.train_size, ds.test_size) == (1437, 360)
+    assert ds.steps_per_epoch == 1437 // 64 and ds.test_steps == 6
+    # Train batches have a static batch dimension (drop_remainder); test ones do not.
+    assert ds.train.element_spec[0].shape.as_list() == [64, 8, 8, 1]
+    assert ds.test.element_spec[0].shape.as_list() == [None, 8, 8, 1]
+    assert ds.train.element_spec[0].dtype == tf.float32
+    assert ds.train.element_spec[1].dtype == tf.int32
+
+    x, y = _all(ds.train)
+    assert x.shape == (22 * 64, 8, 8, 1) and y.shape == (22 * 64,)
+    xt, yt = _all(ds.test)
+    assert xt.shape == (360, 8, 8, 1)
+    lo, hi = _norm("digits", 0.0)[0], _norm("digits", 1.0)[0]
+    for arr in (x, xt):
+        assert arr.min() == pytest.approx(lo, abs=1e-5)
+        assert arr.max() == pytest.approx(hi, abs=1e-5)
+    assert set(np.unique(np.concatenate([y, yt]))) == set(range(10))
+    # Normalisation constants match the data: roughly zero mean, unit std.
+    assert abs(np.concatenate([x.ravel(), xt.ravel()]).mean()) < 0.05
+    assert abs(np.concatenate([x.ravel(), xt.ravel()]).std() - 1) < 0.05
+
+
+def test_digits_split_is_deterministic_and_seed_only_changes_order():
+    a = data.load("digits", batch_size=100, seed=0)
+    b = data.load("digits", batch_size=100, seed=0)
+    c = data.load("digits", batch_size=100, seed=1)
+    xa, ya = _all(a.test)
+    for other in (b, c):  # the test split never depends on the training seed
+        xo, yo = _all(other.test)
+        np.testing.assert_array_equal(xa, xo)
+        np.testing.assert_array_equal(ya, yo)
+    ta, tb, tc = (_all(d.train)[1] for d in (a, b, c))
+    np.testing.assert_array_equal(ta, tb)  # same seed: same order
+    assert not np.array_equal(ta, tc)  # other seed: other order
+    # Each epoch is reshuffled, reproducibly.
+    first, second = (_all(a.train)[1] for _ in range(2))
+    assert not np.array_equal(first, second)
+
+
+def test_smoke_shrinks_sizes():
+    ds = data.load("digits", batch_size=16, smoke=True)
+    assert (ds.train_size, ds.test_size) == (32, 16)
+    assert len(list(ds.train)) == 2 and len(list(ds.test)) == 1
+    assert ds.steps_per_epoch == 2
+
+
+def test_batch_larger_than_train_set_is_an_error():
+    with pytest.raises(ValueError, match="no training batch"):
+        data.load("digits", batch_size=2000)
+
+
+# ------------------------------------------------------------------------- mnist
+
+
+def _fake_mnist(n_train=12, n_test=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x_train = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
+    x_test = rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
+    x_test[0] = 0
+    x_test[0, 3, 4] = 255  # known pixel values: 0 and 255 ...
+    x_test[0, 5, 6] = 51  # ... and 51 = 0.2 * 255
+    y_train = rng.integers(0, 10, n_train).astype(np.uint8)
+    y_test = np.arange(n_test, dtype=np.uint8)
+    return x_train, y_train, x_test, y_test
+
+
+def _check_mnist(ds, x_test, y_test, n_train):
+    assert (ds.num_classes, ds.input_shape) == (10, (28, 28, 1))
+    assert (ds.train_size, ds.test_size) == (n_train, len(y_test))
+    xt, yt = _all(ds.test)  # the test split keeps file order
+    assert xt.dtype == np.float32 and yt.dtype == np.int32
+    np.testing.assert_array_equal(yt, y_test)
+    # (p / 255 - 0.1307) / 0.3081, checked on known values ...
+    assert xt[0, 0, 0, 0] == pytest.approx(-0.1307 / 0.3081, abs=1e-5)
+    assert xt[0, 3, 4, 0] == pytest.approx((1 - 0.1307) / 0.3081, abs=1e-5)
+    assert xt[0, 5, 6, 0] == pytest.approx((0.2 - 0.1307) / 0.3081, abs=1e-5)
+    # ... and everywhere.
+    np.testing.assert_allclose(xt[..., 0], (x_test / 255.0 - 0.1307) / 0.3081, atol=1e-5)
+    x, y = _all(ds.train)
+    assert x.shape == (n_train // 4 * 4, 28, 28, 1) and y.dtype == np.int32
+
+
+def test_mnist_from_keras_npz(tmp_path):
+    x_train, y_train, x_test, y_test = _fake_mnist()
+    f = tmp_path / "mnist.npz"
+    np.savez(f, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    _check_mnist(data.load("mnist", path=f, batch_size=4), x_test, y_test, 12)
+    # A directory holding mnist.npz works too.
+    _check_mnist(data.load("mnist", path=tmp_path, batch_size=4), x_test, y_test, 12)
+
+
+def _idx_bytes(arr):
+    arr = np.asarray(arr, np.uint8)
+    # magic: 0, 0, dtype 0x08 (unsigned byte), number of dims; then big-endian dims.
+    return bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def test_idx_header_layout():
+    b = _idx_bytes(np.zeros((2, 28, 28)))
+    assert b[:16] == b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02" + b"\x00\x00\x00\x1c" * 2
+    assert _idx_bytes(np.zeros(7))[:8] == b"\x00\x00\x08\x01\x00\x00\x00\x07"
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_mnist_from_idx_files(tmp_path, compressed):
+    x_train, y_train, x_test, y_test = _fake_mnist(n_train=9, n_test=5)
+    for stem, arr in [
+        ("train-images-idx3-ubyte", x_train),
+        ("train-labels-idx1-ubyte", y_train),
+        ("t10k-images-idx3-ubyte", x_test),
+        ("t10k-labels-idx1-ubyte", y_test),
+    ]:
+        raw = _idx_bytes(arr)
+        if compressed:
+            (tmp_path / (stem + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (tmp_path / stem).write_bytes(raw)
+    _check_mnist(data.load("mnist", path=tmp_path, batch_size=4), x_test, y_test, 9)
+
+
+def test_bad_idx_file_is_rejected(tmp_path):
+    f = tmp_path / "x"
+    f.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 2, 28, 28) + b"\x00" * 10)
+    with pytest.raises(ValueError, match="bytes follow"):
+        data._read_idx(f)
+    f.write_bytes(b"PK\x03\x04junk")
+    with pytest.raises(ValueError, match="not an idx file"):
+        data._read_idx(f)
+
+
+# ------------------------------------------------------------------------- cifar10
+
+
+def _write_cifar(directory, n_per_batch=4, n_test=3, seed=0):
+    """Fake cifar-10-batches-py: same pickled dict layout as the real files."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for fname, n in [(f"data_batch_{i}", n_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)  # N, C, H, W
+        labels = [int(v) for v in rng.integers(0, 10, n)]
+        if fname == "test_batch":
+            images[0, :, 1, 2] = (200, 100, 50)  # row 1, column 2: R, G, B
+        batch = {
+            b"batch_label": fname.encode(),
+            b"labels": labels,
+            b"data": images.reshape(n, 3072),  # row-major, channel planes first
+            b"filenames": [f"{fname}_{i}.png".encode() for i in range(n)],
+        }
+        with open(directory / fname, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+        arrays[fname] = (images.transpose(0, 2, 3, 1), np.array(labels))
+    return arrays
+
+
+def test_cifar10_pickles_decode_to_hwc(tmp_path):
+    arrays = _write_cifar(tmp_path / "cifar-10-batches-py")
+    x_test, y_test = arrays["test_batch"]
+    # Both the batches directory and the directory it was extracted in are accepted.
+    for path in (tmp_path / "cifar-10-batches-py", tmp_path):
+        ds = data.load("cifar10", path=path, batch_size=4, augment=False)
+        assert (ds.num_classes, ds.input_shape) == (10, (32, 32, 3))
+        assert (ds.train_size, ds.test_size) == (20, 3)
+        xt, yt = _all(ds.test)
+        np.testing.assert_array_equal(yt, y_test)
+        expected = _norm("cifar10", np.array([200, 100, 50]) / 255.0)
+        np.testing.assert_allclose(xt[0, 1, 2], expected, atol=1e-5)
+        np.testing.assert_allclose(xt, _norm("cifar10", x_test / 255.0), atol=1e-5)
+    # Without augmentation the training set is the five batches, merely shuffled.
+    x, y = _all(ds.train)
+    assert x.shape == (20, 32, 32, 3)
+    all_train = np.concatenate([arrays[f"data_batch_{i}"][0] for i in range(1, 6)])
+    np.testing.assert_allclose(
+        np.sort(x.ravel()), np.sort(_norm("cifar10", all_train / 255.0).ravel()), atol=1e-5
+    )
+
+
+def test_cifar10_augmented_pipeline_is_seeded(tmp_path):
+    _write_cifar(tmp_path)
+    runs = [data.load("cifar10", path=tmp_path, batch_size=4, seed=s) for s in (3, 3, 4)]
+    assert runs[0].train.element_spec[0].shape.as_list() == [4, 32, 32, 3]
+    a, b, c = (_all(r.train)[0] for r in runs)
+    assert a.shape == (20, 32, 32, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # Zero padding / rotation fill is black *before* normalisation.
+    black = _norm("cifar10", [0.0, 0.0, 0.0]).astype(np.float32)
+    assert np.isclose(a, black, atol=1e-5).all(axis=-1).any()
+    # Fresh augmentation every epoch.
+    assert not np.array_equal(a, _all(runs[0].train)[0])
+
+
+def _distinct_images(b=16, h=32, w=32, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    vals = (rng.permutation(b * h * w * c) + 1) / (b * h * w * c)  # distinct, nonzero
+    return vals.reshape(b, h, w, c).astype(np.float32)
+
+
+def _seed(i=0):
+    return tf.constant([i, 7], tf.int64)
+
+
+def test_crop_only_is_a_zero_filled_shift():
+    x = _distinct_images()
+    out = data.cifar_augment(_seed(), x, flip=False, max_degrees=0.0).numpy()
+    assert out.shape == x.shape
+    shifts = set()
+    for img, o in zip(x, out):
+        found = None
+        for dy in range(-4, 5):
+            for dx in range(-4, 5):
+                padded = np.pad(img, ((4, 4), (4, 4), (0, 0)))
+                if np.array_equal(o, padded[4 + dy : 36 + dy, 4 + dx : 36 + dx]):
+                    found = (dy, dx)
+        assert found is not None
+        shifts.add(found)
+        # Pixel values are copied, never interpolated: nonzero outputs are a sub-multiset.
+        nz = o[o != 0]
+        assert len(np.unique(nz)) == nz.size and np.isin(nz, img).all()
+    assert len(shifts) > 1
+
+
+def test_flip_only_is_a_mirror():
+    x = _distinct_images(b=32)
+    out = data.cifar_augment(_seed(1), x, pad=0, max_degrees=0.0).numpy()
+    flipped = 0
+    for img, o in zip(x, out):
+        if np.array_equal(o, img[:, ::-1]):
+            flipped += 1
+        else:
+            np.testing.assert_array_equal(o, img)
+    assert 0 < flipped < 32
+
+
+def test_crop_and_flip_preserve_pixels():
+    x = _distinct_images()
+    out = data.cifar_augment(_seed(2), x, max_degrees=0.0).numpy()
+    assert out.shape == x.shape
+    for img, o in zip(x, out):
+        nz = o[o != 0]
+        assert np.isin(nz, img).all() and len(np.unique(nz)) == nz.size
+        assert nz.size >= 24 * 24 * 3  # at most 4 rows and 4 columns shifted out
+
+
+def test_rotation_keeps_shape_and_fills_corners_with_zero():
+    ones = np.ones((16, 32, 32, 3), np.float32)
+    out = data.cifar_augment(_seed(3), ones, pad=0, flip=False, max_degrees=15.0).numpy()
+    assert out.shape == ones.shape
+    assert set(np.unique(out)) <= {0.0, 1.0}  # nearest neighbour: no blending
+    assert (out[:, 8:24, 8:24] == 1).all()  # the centre stays inside the image
+    assert (out[:, 0, 0] == 0).any()  # corners rotate out and are filled with zeros
+    assert (out[:, :, :, 0] == 0).sum(axis=(1, 2)).max() < 0.15 * 32 * 32  # <= 15 degrees
+
+
+# ------------------------------------------------------------------------- missing data
+
+
+@pytest.mark.parametrize(
+    "name, hint", [("mnist", "mnist.npz"), ("cifar10", "cifar-10-batches-py")]
+)
+def test_missing_local_path(tmp_path, name, hint):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataNotFoundError) as e:
+        data.load(name, path=missing, batch_size=4)
+    msg = str(e.value)
+    assert name in msg and str(missing) in msg and hint in msg
+    # An existing but empty directory is missing data too.
+    with pytest.raises(DataNotFoundError, match=name):
+        data.load(name, path=tmp_path, batch_size=4)
+
+
+def test_incomplete_cifar_directory_names_missing_files(tmp_path):
+    _write_cifar(tmp_path)
+    (tmp_path / "data_batch_3").unlink()
+    with pytest.raises(DataNotFoundError, match="data_batch_3"):
+        data.load("cifar10", path=tmp_path, batch_size=4)
+
+
+def test_incomplete_idx_directory(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx_bytes(np.zeros((1, 28, 28))))
+    with pytest.raises(DataNotFoundError, match="t10k-images"):
+        data.load("mnist", path=tmp_path, batch_size=1)
+
+
+@pytest.mark.parametrize(
+    "name, tfds_name, hint",
+    [
+        ("mnist", "mnist", "tfds build mnist"),
+        ("cifar10", "cifar10", "tfds build cifar10"),
+        ("imagenet", "imagenet2012", "tfds build imagenet2012"),
+    ],
+)
+def test_missing_tfds_data_fails_fast_without_download(tmp_path, name, tfds_name, hint):
+    with pytest.raises(DataNotFoundError) as e:
+        data.load(name, data_dir=tmp_path, batch_size=4)
+    msg = str(e.value)
+    assert repr(name) in msg and str(tmp_path / tfds_name) in msg and hint in msg
+    assert "data_dir" in msg
+
+
+def test_missing_tfds_version_is_reported(tmp_path):
+    (tmp_path / "mnist" / "0.0.1").mkdir(parents=True)
+    with pytest.raises(DataNotFoundError, match=r"found version\(s\) \['0.0.1'\]"):
+        data.load("mnist", data_dir=tmp_path, batch_size=4)
+
+
+def test_path_and_data_dir_together_is_ambiguous(tmp_path):
+    with pytest.raises(ValueError, match="either"):
+        data.load("cifar10", path=tmp_path, data_dir=tmp_path, batch_size=4)
+
+
+# ------------------------------------------------------------------------- TFDS (mocked)
+
+
+@pytest.fixture
+def mocked_tfds(monkeypatch):
+    """Prepared-looking TFDS datasets with random content, no files and no network."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
+    with tfds.testing.mock_data(num_examples=8):
+        yield
+
+
+@pytest.mark.parametrize(
+    "name, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3)), ("imagenet", (224, 224, 3))]
+)
+def test_tfds_pipeline(tmp_path, mocked_tfds, name, shape):
+    ds = data.load(name, data_dir=tmp_path, batch_size=2, smoke=True)
+    assert ds.input_shape == shape and (ds.train_size, ds.test_size) == (4, 2)
+    x, y = next(iter(ds.train))
+    assert x.shape == (2,) + shape and x.dtype == tf.float32 and y.dtype == tf.int32
+    assert np.isfinite(x.numpy()).all()
+    xt, yt = next(iter(ds.test))
+    assert xt.shape == (2,) + shape and yt.dtype == tf.int32
+    lo = _norm(name, np.zeros(shape[-1])).min()
+    hi = _norm(name, np.ones(shape[-1])).max()
+    assert lo - 1e-4 <= xt.numpy().min() and xt.numpy().max() <= hi + 1e-4
+
+
+# ------------------------------------------------------------------------- imagenet transforms
+
+
+def _column_image(h, w):
+    return np.tile((np.arange(w) % 256).astype(np.uint8)[None, :, None], (h, 1, 3))
+
+
+def test_imagenet_eval_resizes_shorter_side_then_centre_crops():
+    img = _column_image(256, 512)  # shorter side already 256: pure centre crop
+    out = data.imagenet_eval_example(None, tf.io.encode_png(img)).numpy()
+    assert out.shape == (224, 224, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, img[16:240, 144:368].astype(np.float32))
+    small = data.imagenet_eval_example(None, tf.io.encode_jpeg(_column_image(100, 130)))
+    assert small.shape == (224, 224, 3)
+
+
+@pytest.mark.parametrize("encode", [tf.io.encode_jpeg, tf.io.encode_png])
+def test_imagenet_train_crop_is_seeded(encode):
+    enc = encode(_column_image(300, 400))
+    seed = tf.constant([5, 6], tf.int64)
+    a = data.imagenet_train_example(seed, enc).numpy()
+    b = data.imagenet_train_example(seed, enc).numpy()
+    c = data.imagenet_train_example(tf.constant([5, 7], tf.int64), enc).numpy()
+    assert a.shape == (224, 224, 3) and 0 <= a.min() and a.max() <= 255
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)

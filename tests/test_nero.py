@@ -1,0 +1,562 @@
+"""Nero against the NumPy reference, Keras' optimiser-test template, invariants.
+
+Backend-agnostic: these also run under KERAS_BACKEND=jax (see test_backends.py).
+"""
+
+import re
+import warnings
+
+import hypothesis
+import hypothesis.strategies as st
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import nero_tf
+from nero_tf import layouts
+from tests.reference import NeroReference, project
+
+# Bare variables have no layer in their path: Nero guesses (rightly) and warns.
+pytestmark = pytest.mark.filterwarnings("ignore:.*guessed their neuron layout")
+
+# Each Keras layout turned into neuron-first rows by hand, from the table in
+# reference.md (independently of nero_tf.layouts): (layer kind, shape, to_rows).
+NEURON_FIRST = {
+    "dense/kernel": lambda x: x.T,  # (in, out)
+    "conv2d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (kh, kw, in, out)
+    "conv1d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
+    "conv2d_transpose/kernel": lambda x: np.moveaxis(x, 2, 0).reshape(x.shape[2], -1),
+    "depthwise_conv2d/kernel": lambda x: np.moveaxis(
+        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),  # (kh, kw, in, mult)
+    "separable_conv2d/depthwise_kernel": lambda x: np.moveaxis(
+        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),
+    "separable_conv2d/pointwise_kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
+    "embedding/embeddings": lambda x: x,  # (vocab, dim): a row per token
+    "query/kernel": lambda x: x.reshape(x.shape[0], -1).T,  # (d, heads, hd)
+    "key/kernel": lambda x: x.reshape(x.shape[0], -1).T,
+    "value/kernel": lambda x: x.reshape(x.shape[0], -1).T,
+    "attention_output/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (h, hd, d)
+    "lstm_cell/kernel": lambda x: x.T,  # (in, 4 units)
+    "lstm_cell/recurrent_kernel": lambda x: x.T,
+    "gru_cell/kernel": lambda x: x.T,
+    "gru_cell/recurrent_kernel": lambda x: x.T,
+}
+
+
+def to_rows(path, x):
+    x = np.asarray(x, np.float64)
+    owner, name = path.split("/")[-2:]
+    key = f"{re.sub(r'_[0-9]+$', '', owner)}/{name}"
+    if key in NEURON_FIRST:
+        return NEURON_FIRST[key](x)
+    return x.reshape(-1)  # element-wise: biases, gains, offsets of any rank
+
+
+def every_layer_model():
+    """One variable of every layer kind, default Keras names."""
+    keras.utils.set_random_seed(1)
+    seq_in = keras.Input((6, 5))
+    img_in = keras.Input((7, 7, 3))
+    tok_in = keras.Input((4,), dtype="int32")
+    x = keras.layers.Conv2D(4, 3)(img_in)
+    x = keras.layers.Conv2DTranspose(5, 2)(x)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)(x)
+    x = keras.layers.SeparableConv2D(6, 2)(x)
+    x = keras.layers.BatchNormalization()(x)
+    img = keras.layers.GlobalAveragePooling2D()(x)
+    s = keras.layers.Conv1D(5, 2, padding="same")(seq_in)
+    s = keras.layers.MultiHeadAttention(2, 3)(s, s)
+    s = keras.layers.LSTM(3, return_sequences=True)(s)
+    s = keras.layers.GRU(3)(s)
+    e = keras.layers.Embedding(11, 4)(tok_in)
+    e = keras.layers.LayerNormalization()(keras.layers.Flatten()(e))
+    out = keras.layers.Dense(2)(keras.layers.Concatenate()([img, s, e]))
+    return keras.Model([img_in, seq_in, tok_in], out)
+
+
+def random_grads(variables, rng):
+    return [rng.normal(size=v.shape).astype("float32") for v in variables]
+
+
+@pytest.mark.parametrize("constraints", [True, False, "center", "normalize"])
+def test_matches_numpy_reference_on_every_layer_kind(constraints):
+    model = every_layer_model()
+    variables = model.trainable_variables
+    paths = [v.path for v in variables]
+    assert all(not layouts.resolve(v.path, v.shape).guessed for v in variables)
+    reference = NeroReference(
+        [to_rows(p, v.numpy()) for p, v in zip(paths, variables)], lr=0.05, beta=0.9,
+        center=nero_tf.nero.CONSTRAINT_MODES[constraints][0],
+        normalize=nero_tf.nero.CONSTRAINT_MODES[constraints][1])
+    optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9, constraints=constraints)
+    optimizer.build(variables)
+    rng = np.random.default_rng(0)
+    for step in range(12):
+        for p, v, want in zip(paths, variables, reference.params):
+            np.testing.assert_allclose(
+                to_rows(p, v.numpy()), want, atol=2e-5, err_msg=f"{p} step {step}")
+        grads = random_grads(variables, rng)
+        reference.step([to_rows(p, g) for p, g in zip(paths, grads)])
+        optimizer.apply(grads, variables)
+
+
+def test_single_step_matches_hand_computed_numbers():
+    kernel = keras.Variable(np.array([[1.0], [2.0], [3.0]]), name="kernel")
+    bias = keras.Variable(np.array([0.5, -0.5]), name="bias")
+    optimizer = nero_tf.Nero(learning_rate=0.1, beta=0.9)
+    optimizer.build([kernel, bias])
+    # (1, 2, 3) centred is (-1, 0, 1), normalised (-1, 0, 1) / sqrt(2).
+    np.testing.assert_allclose(kernel.numpy()[:, 0], [-0.7071068, 0, 0.7071068], atol=1e-6)
+    optimizer.apply([np.array([[1.0], [-2.0], [1.0]]), np.array([0.2, -0.4])],
+                    [kernel, bias])
+    # v_hat = ||g||^2 = 6 after bias correction: the step is 0.1 * g / sqrt(6),
+    # orthogonal to w, so w turns by atan(0.1):
+    # (w - 0.1 g / sqrt 6) / sqrt(1.01) = (-0.7442198, 0.0812445, 0.6629753).
+    np.testing.assert_allclose(
+        kernel.numpy()[:, 0], [-0.7442198, 0.0812445, 0.6629753], atol=1e-6)
+    # bias: scale = mean |b| = 0.5, g_hat = sign(g): b - 0.1 * 0.5 * (1, -1)
+    np.testing.assert_allclose(bias.numpy(), [0.45, -0.45], atol=1e-7)
+
+
+def test_first_step_turns_each_neuron_by_about_the_learning_rate():
+    keras.utils.set_random_seed(3)
+    layer = keras.layers.Dense(64)
+    layer.build((None, 256))
+    for lr in (0.01, 0.1):
+        optimizer = nero_tf.Nero(learning_rate=lr)
+        layer.kernel.assign(np.random.default_rng(1).normal(size=(256, 64)))
+        optimizer.build([layer.kernel])
+        before = layer.kernel.numpy().astype("float64")
+        optimizer.apply([np.random.default_rng(2).normal(size=(256, 64))], [layer.kernel])
+        after = layer.kernel.numpy().astype("float64")
+        # angle between unit vectors, accurate for small angles
+        angles = 2 * np.arcsin(np.linalg.norm(after - before, axis=0) / 2)
+        # The first step moves w by lr * g / |g| before the projection: the
+        # neuron turns by at most asin(lr), and a random gradient, nearly
+        # orthogonal to w, turns it by nearly atan(lr) ~ lr.
+        assert np.all(angles <= np.arcsin(lr) * (1 + 1e-4))
+        assert np.all(angles > 0.9 * lr)
+
+
+def test_constraints_hold_after_build_and_every_step():
+    model = every_layer_model()
+    variables = model.trainable_variables
+    optimizer = nero_tf.Nero(learning_rate=0.1)
+    optimizer.build(variables)
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        for layout, constrained, v in zip(
+            optimizer.neuron_layouts(), optimizer._constrained, variables
+        ):
+            rows = to_rows(v.path, v.numpy())
+            if constrained:
+                np.testing.assert_allclose(rows.mean(axis=1), 0, atol=1e-6)
+                np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
+            else:
+                assert layout.elementwise
+        optimizer.apply(random_grads(variables, rng), variables)
+
+
+def test_state_is_one_float_per_neuron():
+    model = every_layer_model()
+    optimizer = nero_tf.Nero()
+    optimizer.build(model.trainable_variables)
+    for layout, v in zip(optimizer.neuron_layouts(), optimizer._velocities):
+        assert tuple(v.shape) == layout.state_shape
+    head = model.layers[-1].kernel  # Dense (in, 2): two neurons
+    index = [v.path for v in model.trainable_variables].index(head.path)
+    assert tuple(optimizer._velocities[index].shape) == (2,)
+
+
+# ---- Keras' optimiser-test template ----------------------------------------
+
+
+def test_config_round_trip():
+    optimizer = nero_tf.Nero(
+        learning_rate=0.02, beta=0.99, constraints="center",
+        layouts={"block/w": [0, 1], "emb/*": "last"}, unconstrained=["logits/*"],
+        clipnorm=1.0, use_ema=True, gradient_accumulation_steps=2)
+    config = optimizer.get_config()
+    clone = nero_tf.Nero.from_config(config)
+    assert clone.get_config() == config
+    assert config["beta"] == 0.99 and config["constraints"] == "center"
+    revived = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert isinstance(revived, nero_tf.Nero) and revived.get_config() == config
+
+
+def test_config_round_trip_with_schedule():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)
+    optimizer = nero_tf.Nero(learning_rate=schedule)
+    clone = nero_tf.Nero.from_config(optimizer.get_config())
+    assert isinstance(clone.learning_rate, type(optimizer.learning_rate))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
+        ({"learning_rate": -1}, "`learning_rate` must be positive"),
+        ({"beta": 1.0}, r"`beta` must be in \[0, 1\)"),
+        ({"beta": -0.1}, r"`beta` must be in \[0, 1\)"),
+        ({"beta": "high"}, r"`beta` must be in \[0, 1\)"),
+        ({"constraints": "both"}, "`constraints` must be True, False"),
+        ({"constraints": 1}, "`constraints` must be True, False"),
+        ({"layouts": {"x": "diagonal"}}, "Unknown neuron layout"),
+        ({"layouts": {"x": [0.5]}}, "list of integer fan-in axes"),
+        ({"layouts": {3: [0]}}, "must map variable paths"),
+        ({"unconstrained": [3]}, "`unconstrained` must be a list"),
+    ],
+)
+def test_bad_arguments_are_rejected_with_keras_style_messages(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        nero_tf.Nero(**kwargs)
+
+
+def test_golden_values_over_several_steps():
+    # A (3, 2) kernel and a bias, five fixed gradients; numbers from the NumPy
+    # reference (tests/reference.py), which follows Algorithm 1 line by line.
+    w0 = np.array([[0.3, -1.2], [0.8, 0.4], [-0.5, 2.0]])
+    b0 = np.array([0.0, 0.0])
+    grads = [(np.array([[0.1 * k, -0.2], [0.05, 0.3 * k], [-0.4, 0.1]]),
+              np.array([0.1, -0.05 * k])) for k in range(1, 6)]
+    kernel, bias = keras.Variable(w0, name="kernel"), keras.Variable(b0, name="bias")
+    optimizer = nero_tf.Nero(learning_rate=0.1, beta=0.9)
+    optimizer.apply(*zip(*[(grads[0][0], kernel), (grads[0][1], bias)]))
+    for g_w, g_b in grads[1:]:
+        optimizer.apply([g_w, g_b], [kernel, bias])
+    reference = NeroReference([w0.T, b0], lr=0.1, beta=0.9)
+    reference.params[0] = project(w0.T)  # apply() built before the first step
+    for g_w, g_b in grads:
+        reference.step([g_w.T, g_b])
+    np.testing.assert_allclose(kernel.numpy().T, reference.params[0], atol=1e-6)
+    # a zero bias gets scale 0.01: five steps of at most 0.1 * 0.01 each
+    np.testing.assert_allclose(bias.numpy(), reference.params[1], atol=1e-7)
+    assert float(optimizer._scales[1].numpy()) == pytest.approx(0.01)  # zero bias
+
+
+def test_clipnorm_clips_before_the_per_neuron_statistics():
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(5, 3))
+    grads = [rng.normal(size=(5, 3)) * (10.0 if k % 2 else 0.1) for k in range(6)]
+    kernel = keras.Variable(w0, name="kernel")
+    optimizer = nero_tf.Nero(learning_rate=0.1, beta=0.9, clipnorm=1.0)
+    optimizer.build([kernel])
+    reference = NeroReference([w0.T], lr=0.1, beta=0.9)
+    for g in grads:
+        optimizer.apply([g], [kernel])
+        clipped = g * min(1.0, 1.0 / np.linalg.norm(g))
+        reference.step([clipped.T])
+    np.testing.assert_allclose(kernel.numpy().T, reference.params[0], atol=1e-5)
+
+
+def test_gradient_accumulation_steps_averages_gradients():
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(4, 3))
+    grads = [rng.normal(size=(4, 3)) for _ in range(6)]
+    kernel = keras.Variable(w0, name="kernel")
+    optimizer = nero_tf.Nero(learning_rate=0.1, beta=0.9, gradient_accumulation_steps=2)
+    optimizer.build([kernel])
+    reference = NeroReference([w0.T], lr=0.1, beta=0.9)
+    for k, g in enumerate(grads):
+        optimizer.apply([g], [kernel])
+        if k % 2:
+            reference.step([((grads[k - 1] + g) / 2).T])
+    np.testing.assert_allclose(kernel.numpy().T, reference.params[0], atol=1e-5)
+
+
+def test_learning_rate_schedule_is_followed():
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(4, 3))
+    grads = [rng.normal(size=(4, 3)) for _ in range(5)]
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)
+    kernel = keras.Variable(w0, name="kernel")
+    optimizer = nero_tf.Nero(learning_rate=schedule, beta=0.9)
+    optimizer.build([kernel])
+    reference = NeroReference([w0.T], lr=0.1, beta=0.9)
+    for k, g in enumerate(grads):
+        reference.lr = 0.1 * 0.5 ** k
+        reference.step([g.T])
+        optimizer.apply([g], [kernel])
+    np.testing.assert_allclose(kernel.numpy().T, reference.params[0], atol=1e-5)
+
+
+def test_ema_averages_the_trajectory():
+    rng = np.random.default_rng(0)
+    kernel = keras.Variable(rng.normal(size=(4, 3)), name="kernel")
+    optimizer = nero_tf.Nero(learning_rate=0.1, use_ema=True, ema_momentum=0.5)
+    optimizer.build([kernel])
+    average = None
+    for _ in range(4):
+        optimizer.apply([rng.normal(size=(4, 3))], [kernel])
+        w = kernel.numpy()
+        average = w if average is None else 0.5 * average + 0.5 * w
+    optimizer.finalize_variable_values([kernel])
+    np.testing.assert_allclose(kernel.numpy(), average, atol=1e-6)
+
+
+def test_weight_decay_on_normalised_tensors_only_enlarges_the_turn():
+    rng = np.random.default_rng(0)
+    w0, b0 = rng.normal(size=(4, 3)), np.array([1.0, -2.0, 0.5])
+    grads = [(rng.normal(size=(4, 3)), rng.normal(size=3)) for _ in range(3)]
+    lr, wd = 0.1, 0.5
+    results = []
+    # decay shrinks w by (1 - lr wd) before the step and the projection undoes
+    # it: the same as no decay at lr / (1 - lr wd)
+    for rate, decay in ((lr, wd), (lr / (1 - lr * wd), None)):
+        kernel, bias = keras.Variable(w0, name="kernel"), keras.Variable(b0, name="bias")
+        optimizer = nero_tf.Nero(learning_rate=rate, weight_decay=decay)
+        optimizer.build([kernel, bias])
+        for g_w, g_b in grads:
+            optimizer.apply([g_w, g_b], [kernel, bias])
+        results.append((kernel.numpy(), bias.numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(results[0][0], axis=0), 1, atol=1e-6)
+    assert not np.allclose(results[0][1], results[1][1])  # biases do decay
+
+
+def test_unconstrained_opt_out_keeps_per_neuron_updates_without_projection():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4),
+                              keras.layers.Dense(3)])
+    last = model.layers[-1].kernel
+    optimizer = nero_tf.Nero(unconstrained=[last.path])
+    before = last.numpy().copy()
+    optimizer.build(model.trainable_variables)
+    np.testing.assert_array_equal(last.numpy(), before)  # not projected
+    first = model.layers[0].kernel.numpy()
+    np.testing.assert_allclose(np.linalg.norm(first, axis=0), 1, atol=1e-6)
+    lines = []
+    optimizer.summary(print_fn=lines.append)
+    row = next(l for l in lines[0].splitlines() if l.startswith(last.path))
+    assert " no " in row
+
+
+def test_summary_reports_each_variable():
+    model = every_layer_model()
+    optimizer = nero_tf.Nero()
+    with pytest.raises(ValueError, match="build"):
+        optimizer.summary()
+    optimizer.build(model.trainable_variables)
+    printed = []
+    optimizer.summary(print_fn=printed.append)
+    text = printed[0]
+    for v in model.trainable_variables:
+        assert v.path in text
+    assert "Conv2DTranspose.kernel" in text and "(0, 1, 3)" in text
+
+
+def test_renamed_layers_warn_once_and_model_layouts_silences_it():
+    model = keras.Sequential(
+        [keras.Input((6, 5)), keras.layers.Conv1DTranspose(3, 2, name="upsampler")])
+    with pytest.warns(UserWarning, match="upsampler/kernel"):
+        nero_tf.Nero().build(model.trainable_variables)
+    optimizer = nero_tf.Nero(layouts=nero_tf.model_layouts(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        optimizer.build(model.trainable_variables)
+    kernel_layout = optimizer.neuron_layouts()[0]
+    assert kernel_layout.fan_in_axes == (0, 2)  # (k, out, in): not the guess
+
+
+# ---- robustness where the reference breaks ---------------------------------
+
+
+def test_zero_initialised_kernel_stays_finite_and_joins_the_sphere():
+    kernel = keras.Variable(np.zeros((4, 3)), name="kernel")
+    optimizer = nero_tf.Nero(learning_rate=0.1)
+    optimizer.build([kernel])
+    np.testing.assert_array_equal(kernel.numpy(), 0.0)
+    assert float(optimizer._scales[0].numpy()) == 1.0
+    optimizer.apply([np.random.default_rng(0).normal(size=(4, 3))], [kernel])
+    w = kernel.numpy()
+    np.testing.assert_allclose(np.linalg.norm(w, axis=0), 1, atol=1e-6)
+    np.testing.assert_allclose(w.mean(axis=0), 0, atol=1e-6)
+
+
+def test_fan_in_one_neurons_are_not_zeroed():
+    kernel = keras.Variable(np.array([[0.5, -2.0, 0.0]]), name="kernel")  # (1, 3)
+    optimizer = nero_tf.Nero(learning_rate=0.1)
+    optimizer.build([kernel])
+    np.testing.assert_array_equal(kernel.numpy(), [[0.5, -2.0, 0.0]])
+    optimizer.apply([np.array([[1.0, 1.0, 1.0]])], [kernel])
+    scale = (0.5 + 2.0 + 0.0) / 3
+    np.testing.assert_allclose(kernel.numpy(), [[0.5 - 0.1 * scale, -2.0 - 0.1 * scale,
+                                                 -0.1 * scale]], atol=1e-6)
+
+
+def test_zero_gradients_change_nothing_and_make_no_nan():
+    rng = np.random.default_rng(0)
+    kernel = keras.Variable(rng.normal(size=(4, 3)), name="kernel")
+    bias = keras.Variable(np.zeros(3), name="bias")
+    optimizer = nero_tf.Nero()
+    optimizer.build([kernel, bias])
+    w = kernel.numpy().copy()
+    for _ in range(3):
+        optimizer.apply([np.zeros((4, 3)), np.zeros(3)], [kernel, bias])
+    np.testing.assert_allclose(kernel.numpy(), w, atol=1e-7)
+    np.testing.assert_array_equal(bias.numpy(), 0.0)
+    assert all(np.isfinite(v.numpy()).all() for v in optimizer.variables)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_bad_gradient_skips_only_its_neuron_and_it_keeps_learning(bad):
+    rng = np.random.default_rng(0)
+    w0, b0 = rng.normal(size=(4, 3)), rng.normal(size=3)
+    kernel, bias = keras.Variable(w0, name="kernel"), keras.Variable(b0, name="bias")
+    optimizer = nero_tf.Nero(learning_rate=0.1, beta=0.9)
+    optimizer.build([kernel, bias])
+    reference = NeroReference([w0.T, b0], lr=0.1, beta=0.9)
+    for k in range(6):
+        g_w, g_b = rng.normal(size=(4, 3)), rng.normal(size=3)
+        if k == 2:
+            g_w[1, 0] = bad  # neuron 0 of the kernel
+            g_b[2] = bad
+            before = kernel.numpy().copy()
+        optimizer.apply([g_w, g_b], [kernel, bias])
+        reference.step([g_w.T, g_b])
+        if k == 2:
+            np.testing.assert_allclose(kernel.numpy()[:, 0], before[:, 0], atol=1e-6)
+            assert not np.allclose(kernel.numpy()[:, 1], before[:, 1])
+        if k == 4:
+            moved = np.abs(kernel.numpy()[:, 0] - before[:, 0]).max()
+            assert moved > 1e-3  # the hit neuron learns again
+    for v in optimizer.variables + [kernel, bias]:
+        assert np.isfinite(ops.convert_to_numpy(v)).all()
+    np.testing.assert_allclose(kernel.numpy().T, reference.params[0], atol=1e-5)
+    np.testing.assert_allclose(bias.numpy(), reference.params[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_variables_keep_the_constraints(dtype):
+    keras.utils.set_random_seed(0)
+    layer = keras.layers.Dense(8, dtype=dtype)
+    layer.build((None, 32))
+    optimizer = nero_tf.Nero(learning_rate=0.05)
+    optimizer.build(layer.trainable_variables)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        grads = [rng.normal(size=v.shape).astype(dtype) for v in layer.trainable_variables]
+        optimizer.apply(grads, layer.trainable_variables)
+    w = ops.convert_to_numpy(ops.cast(layer.kernel, "float32"))
+    tol = 2e-2 if dtype == "bfloat16" else 2e-3
+    np.testing.assert_allclose(np.linalg.norm(w, axis=0), 1, atol=tol)
+    np.testing.assert_allclose(w.mean(axis=0), 0, atol=tol)
+    assert all(v.dtype == "float32" for v in optimizer._velocities)
+
+
+def test_mixed_precision_fit_with_loss_scale_optimizer():
+    keras.utils.set_random_seed(0)
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(4)])
+        optimizer = keras.optimizers.LossScaleOptimizer(nero_tf.Nero(learning_rate=0.05))
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
+        y = (x[:, 0] > 0).astype("int32") + 2 * (x[:, 1] > 0).astype("int32")
+        history = model.fit(x, y, batch_size=16, epochs=4, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    kernel = model.layers[0].kernel.numpy()
+    np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1, atol=1e-5)
+
+
+# ---- model.fit and the initial projection ----------------------------------
+
+
+def _projection_probe(jit_compile, run_eagerly=False, build_first=False):
+    """First-batch loss under fit, and the losses at projected/unprojected weights."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = rng.normal(size=(32, 3)).astype("float32")
+
+    def make():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5),
+                              keras.layers.Dense(3)])
+        return m
+
+    reference = make()
+    raw = [w.copy() for w in reference.get_weights()]
+    loss_raw = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
+    reference.set_weights([project(w.T).T if w.ndim == 2 else w for w in raw])
+    loss_projected = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
+
+    model = make()
+    optimizer = nero_tf.Nero(learning_rate=1e-4)
+    model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile,
+                  run_eagerly=run_eagerly)
+    if build_first:
+        optimizer.build(model.trainable_variables)
+    history = model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    return history.history["loss"][0], loss_projected, loss_raw
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_fit_projects_before_the_first_forward_pass(jit_compile):
+    first, projected, raw = _projection_probe(jit_compile)
+    assert abs(projected - raw) > 0.05  # the probe can tell them apart
+    np.testing.assert_allclose(first, projected, rtol=1e-5)
+
+
+def test_run_eagerly_projects_before_the_first_pass_once_built_explicitly():
+    first, projected, _ = _projection_probe(False, run_eagerly=True, build_first=True)
+    np.testing.assert_allclose(first, projected, rtol=1e-5)
+
+
+def test_fit_learns_a_separable_problem():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 10)).astype("float32")
+    y = (x @ rng.normal(size=10) > 0).astype("int32")
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(2)])
+    model.compile(optimizer=nero_tf.Nero(learning_rate=0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=20, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+
+
+# ---- saving and restoring --------------------------------------------------
+
+
+def _train(model, optimizer, steps, seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        x = rng.normal(size=(16, 6)).astype("float32")
+        y = rng.normal(size=(16, 3)).astype("float32")
+        model.train_on_batch(x, y)
+
+
+def _fresh(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(3)])
+    model.compile(optimizer=nero_tf.Nero(learning_rate=0.05), loss="mse")
+    return model
+
+
+def test_keras_file_resumes_exactly_like_an_uninterrupted_run(tmp_path):
+    straight = _fresh()
+    _train(straight, straight.optimizer, 4, seed=1)
+    _train(straight, straight.optimizer, 4, seed=2)
+
+    first = _fresh()
+    _train(first, first.optimizer, 4, seed=1)
+    first.save(tmp_path / "run.keras")
+    resumed = keras.saving.load_model(tmp_path / "run.keras")
+    assert isinstance(resumed.optimizer, nero_tf.Nero)
+    for a, b in zip(resumed.optimizer.variables, first.optimizer.variables):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
+    for a, b in zip(resumed.get_weights(), first.get_weights()):
+        np.testing.assert_array_equal(a, b)  # loading never re-projects
+    _train(resumed, resumed.optimizer, 4, seed=2)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
