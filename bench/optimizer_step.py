@@ -1,0 +1,552 @@
+"""Time one optimiser step, `optimizer.apply(grads, variables)`, alone.
+
+No forward or backward pass: each model is built, its trainable variables are
+taken as they are, and one fixed set of random gradients of the same shapes is
+applied again and again. Nero (built with `layouts=nero_tf.model_layouts(model)`)
+is compared with SGD (momentum 0), Adam and Keras' Lamb:
+
+    python -m bench.optimizer_step                      # everything, ~10 min on 2 cores
+    python -m bench.optimizer_step --models vgg11 --repeats 10 --markdown out.md
+    KERAS_BACKEND=jax python -m bench.optimizer_step --models vgg11   # or --backend jax
+
+Modes: with TensorFlow, "graph" is `tf.function(step)` and "xla" is
+`tf.function(step, jit_compile=True)`; with JAX, "jit" is
+`jax.jit(optimizer.stateless_apply)` with the weights and the optimiser state
+donated, as Keras' JAX trainer does.
+
+Method. Each optimiser is built once, eagerly (Nero's initial projection is not
+timed). The first call of each compiled step is timed on its own: that is the
+trace + compile time. Then `--warmup` untimed rounds, then `--repeats` timed
+rounds; round k makes one call of every (optimiser, mode) pair of the model, in
+an order rotated by k, so slow drifts of the machine (other processes, clock,
+caches) hit every pair alike. The table reports the median. At the end every
+compiled step must have been traced exactly once; the script exits with status 1
+if one was retraced.
+
+Optimisers share the model's variables (each one's updates land on the same
+weights, as if they took turns training). Gradients are passed as arguments, not
+captured, so XLA cannot constant-fold anything computed from them.
+
+Models: the registry's "vgg11", "resnet18_cifar", "mlp100" (100 Dense layers,
+200 tensors: per-tensor overhead), and "transformer": the variables of the
+paper's translation transformer (notes/experiments.md), built from Keras layers
+(`Embedding`, `MultiHeadAttention(use_bias=False)`, `Dense`,
+`LayerNormalization` without gain/offset) but not meant to be run.
+"""
+
+import argparse
+import gc
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+TF_MODES = ("graph", "xla")
+JAX_MODES = ("jit",)
+ALL_MODELS = ("vgg11", "resnet18_cifar", "mlp100", "transformer")
+ALL_OPTIMIZERS = ("sgd", "adam", "lamb", "nero")
+# About 10 minutes for everything on 2 CPU cores: mlp100 and the transformer
+# (60M / 54M weights) take ~1-2 s per round per mode.
+DEFAULT_REPEATS = 30
+DEFAULT_WARMUP = 2
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.optimizer_step",
+        description="Time optimizer.apply(grads, variables) alone, per "
+        "optimiser, model and compile mode.",
+    )
+    parser.add_argument(
+        "--models", default=",".join(ALL_MODELS),
+        help=f"comma-separated, from {','.join(ALL_MODELS)} (or any registry name)",
+    )
+    parser.add_argument(
+        "--optimizers", default=",".join(ALL_OPTIMIZERS),
+        help=f"comma-separated, from {','.join(ALL_OPTIMIZERS)}",
+    )
+    parser.add_argument(
+        "--modes", default=None,
+        help="comma-separated: graph,xla with TensorFlow (default both); jit with JAX",
+    )
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                        help=f"timed rounds per model (default {DEFAULT_REPEATS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                        help="untimed rounds after the first (compile) call "
+                        f"(default {DEFAULT_WARMUP})")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="also write the results as Markdown to FILE")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"),
+                        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
+    parser.add_argument("--vocab", type=int, default=10000,
+                        help="transformer's shared vocabulary (default 10000)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.optimizers = [o for o in args.optimizers.split(",") if o]
+    for o in args.optimizers:
+        if o not in ALL_OPTIMIZERS:
+            parser.error(f"unknown optimizer {o!r}; expected some of {ALL_OPTIMIZERS}")
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    return args
+
+
+# --------------------------------------------------------------------------- #
+# Models.
+
+
+def build_transformer(vocab=10000, d_model=512, ffn=2048, layers=6, heads=8):
+    """The variables of the paper's translation transformer, as a Keras model.
+
+    Post-LN encoder-decoder: a vocabulary embedding shared by source, target and
+    output (tied, so the output projection adds no variable), per layer
+    `MultiHeadAttention(use_bias=False)` (Q/K/V/O kernels, no biases), a ReLU
+    FFN of two biased `Dense`, and `LayerNormalization` without gain or offset
+    (no variables). 6+6 layers: 1 + 6 * 8 + 6 * 12 = 121 tensors, 54.3M weights
+    at vocab 10k. Built for its variable shapes and layer classes only.
+    """
+    import keras
+
+    L = keras.layers
+    embed = L.Embedding(vocab, d_model, name="shared_embedding")
+
+    def norm(name):
+        return L.LayerNormalization(epsilon=1e-6, center=False, scale=False, name=name)
+
+    def attention(name):
+        return L.MultiHeadAttention(
+            heads, d_model // heads, use_bias=False, name=name
+        )
+
+    def feed_forward(x, name):
+        h = L.Dense(ffn, activation="relu", name=f"{name}_ffn_in")(x)
+        return L.Dense(d_model, name=f"{name}_ffn_out")(h)
+
+    source = keras.Input((None,), dtype="int32", name="source")
+    target = keras.Input((None,), dtype="int32", name="target")
+    x = embed(source)
+    for i in range(layers):
+        x = norm(f"enc{i}_ln1")(x + attention(f"enc{i}_self_attn")(x, x))
+        x = norm(f"enc{i}_ln2")(x + feed_forward(x, f"enc{i}"))
+    y = embed(target)
+    for i in range(layers):
+        y = norm(f"dec{i}_ln1")(
+            y + attention(f"dec{i}_self_attn")(y, y, use_causal_mask=True)
+        )
+        y = norm(f"dec{i}_ln2")(y + attention(f"dec{i}_cross_attn")(y, x))
+        y = norm(f"dec{i}_ln3")(y + feed_forward(y, f"dec{i}"))
+    return keras.Model([source, target], y, name="transformer")
+
+
+def build_model(name, args):
+    if name == "transformer":
+        return build_transformer(vocab=args.vocab)
+    import models
+
+    return models.build(name)
+
+
+# --------------------------------------------------------------------------- #
+# Optimisers.
+
+
+def make_optimizer(name, model):
+    import keras
+
+    import nero_tf
+
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=0.01, momentum=0.0)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=1e-3)
+    if name == "lamb":
+        return keras.optimizers.Lamb(learning_rate=1e-3)
+    if name == "nero":
+        return nero_tf.Nero(learning_rate=0.01, layouts=nero_tf.model_layouts(model))
+    raise ValueError(name)
+
+
+def state_floats(optimizer):
+    """Floats of optimiser state: `optimizer.variables` less iterations and lr.
+
+    Integer variables (Nero's per-tensor step counters and its `projected`
+    flag) are not floats and are not counted.
+    """
+    skip = {id(optimizer.iterations)}
+    lr = getattr(optimizer, "_learning_rate", None)
+    if lr is not None:
+        skip.add(id(lr))
+    total = 0
+    for v in optimizer.variables:
+        if id(v) in skip or "float" not in str(v.dtype):
+            continue
+        total += math.prod(v.shape)
+    return total
+
+
+# --------------------------------------------------------------------------- #
+# Compiled steps, one per (optimiser, mode). Each is a callable `step()` that
+# runs one update and blocks until it is done, plus `traces()`.
+
+
+class TFStep:
+    def __init__(self, optimizer, variables, grads, mode):
+        import tensorflow as tf
+
+        self.grads = grads
+
+        def step(grads):
+            optimizer.apply(grads, variables)
+            # A scalar read after every update (automatic control dependencies
+            # order it last): calling .numpy() on it waits for the whole step.
+            return optimizer.iterations + 0
+
+        self.fn = tf.function(step, jit_compile=(mode == "xla"))
+
+    def __call__(self):
+        self.fn(self.grads).numpy()
+
+    def traces(self):
+        return self.fn.experimental_get_tracing_count()
+
+
+class JaxStep:
+    def __init__(self, optimizer, variables, grads, mode):
+        import jax
+
+        self.grads = grads
+        self.n_traces = 0
+        # Own copies: the buffers are donated (updated in place), and the
+        # optimisers of one model must not donate each other's weights.
+        self.weights = [jax.numpy.array(v.value, copy=True) for v in variables]
+        self.state = [jax.numpy.array(v.value, copy=True) for v in optimizer.variables]
+
+        def step(weights, state, grads):
+            self.n_traces += 1  # Python runs only while tracing
+            return optimizer.stateless_apply(state, grads, weights)
+
+        self.fn = jax.jit(step, donate_argnums=(0, 1))
+
+    def __call__(self):
+        import jax
+
+        self.weights, self.state = self.fn(self.weights, self.state, self.grads)
+        jax.block_until_ready((self.weights, self.state))
+
+    def traces(self):
+        return self.n_traces
+
+
+# --------------------------------------------------------------------------- #
+# Running.
+
+
+def machine_info(backend):
+    import keras
+
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        cpu = platform.processor() or cpu
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    lines = [
+        f"CPU: {cpu}; {os.cpu_count()} logical cores ({usable} usable by this process)",
+        f"Python {platform.python_version()}, Keras {keras.__version__}, "
+        f"backend {backend}",
+    ]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        lines.append(
+            f"TensorFlow {tf.__version__}; intra-op threads "
+            f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
+            f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default'}"
+        )
+    else:
+        import jax
+
+        lines.append(f"JAX {jax.__version__}, devices {jax.devices()}")
+    return lines
+
+
+def make_grads(variables, seed, backend):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = [
+        (0.01 * rng.standard_normal(tuple(v.shape), dtype=np.float32)).astype(
+            str(v.dtype)
+        )
+        for v in variables
+    ]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [tf.constant(a) for a in arrays]
+    import jax.numpy as jnp
+
+    return [jnp.asarray(a) for a in arrays]
+
+
+def bench_model(name, args, backend, modes, log):
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    t0 = time.perf_counter()
+    model = build_model(name, args)
+    variables = list(model.trainable_variables)
+    n_weights = sum(math.prod(v.shape) for v in variables)
+    grads = make_grads(variables, args.seed, backend)
+    log(f"\n== {name}: {len(variables)} tensors, {n_weights:,} weights "
+        f"(built in {time.perf_counter() - t0:.1f} s)")
+
+    optimizers = {}
+    for opt_name in args.optimizers:
+        opt = make_optimizer(opt_name, model)
+        opt.build(variables)  # eagerly, once; Nero projects here
+        optimizers[opt_name] = opt
+    Step = TFStep if backend == "tensorflow" else JaxStep
+
+    steps, compile_ms = {}, {}
+    for mode in modes:
+        for opt_name, opt in optimizers.items():
+            step = Step(opt, variables, grads, mode)
+            t0 = time.perf_counter()
+            step()
+            compile_ms[opt_name, mode] = 1e3 * (time.perf_counter() - t0)
+            steps[opt_name, mode] = step
+            log(f"   first call {opt_name:5s} {mode:5s}: "
+                f"{compile_ms[opt_name, mode]:9.0f} ms")
+
+    pairs = list(steps)
+    times = {p: [] for p in pairs}
+    t0 = time.perf_counter()
+    gc.collect()
+    gc.disable()  # no collector pauses inside a timed call
+    try:
+        for k in range(args.warmup + args.repeats):
+            shift = k % len(pairs)
+            for pair in pairs[shift:] + pairs[:shift]:
+                start = time.perf_counter()
+                steps[pair]()
+                elapsed = time.perf_counter() - start
+                if k >= args.warmup:
+                    times[pair].append(elapsed)
+    finally:
+        gc.enable()
+    log(f"   {args.warmup} + {args.repeats} rounds x {len(pairs)} steps in "
+        f"{time.perf_counter() - t0:.1f} s")
+
+    rows = []
+    for (opt_name, mode), ts in times.items():
+        ms = [1e3 * t for t in ts]
+        q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+        rows.append({
+            "model": name,
+            "tensors": len(variables),
+            "weights": n_weights,
+            "mode": mode,
+            "optimizer": opt_name,
+            "median_ms": statistics.median(ms),
+            "q1_ms": q[0],
+            "q3_ms": q[2],
+            "state": state_floats(optimizers[opt_name]),
+            "compile_ms": compile_ms[opt_name, mode],
+            "traces": steps[opt_name, mode].traces(),
+        })
+    by_key = {(r["optimizer"], r["mode"]): r for r in rows}
+    for r in rows:
+        sgd = by_key.get(("sgd", r["mode"]))
+        adam = by_key.get(("adam", r["mode"]))
+        r["x_sgd"] = r["median_ms"] / sgd["median_ms"] if sgd else None
+        r["x_adam"] = r["median_ms"] / adam["median_ms"] if adam else None
+        r["state_pct_adam"] = (
+            100.0 * r["state"] / adam["state"] if adam and adam["state"] else None
+        )
+    order = {o: i for i, o in enumerate(ALL_OPTIMIZERS)}
+    rows.sort(key=lambda r: (modes.index(r["mode"]), order[r["optimizer"]]))
+
+    del steps, optimizers, model, variables, grads
+    keras.backend.clear_session()
+    gc.collect()
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# Reporting.
+
+COLUMNS = [
+    ("model", "model"),
+    ("mode", "mode"),
+    ("optimizer", "optimizer"),
+    ("median ms/step", "median_ms"),
+    ("IQR ms", "iqr"),
+    ("x SGD", "x_sgd"),
+    ("x Adam", "x_adam"),
+    ("state floats", "state"),
+    ("state % Adam", "state_pct_adam"),
+    ("compile ms", "compile_ms"),
+    ("traces", "traces"),
+]
+
+
+def _cell(row, key):
+    if key == "iqr":
+        return f"{row['q1_ms']:.1f}-{row['q3_ms']:.1f}"
+    value = row[key]
+    if value is None:
+        return "-"
+    if key == "median_ms":
+        return f"{value:.2f}" if value < 100 else f"{value:.1f}"
+    if key in ("x_sgd", "x_adam"):
+        return f"{value:.2f}"
+    if key == "state":
+        return f"{value:,}"
+    if key == "state_pct_adam":
+        return f"{value:.3f}" if value < 1 else f"{value:.0f}"
+    if key == "compile_ms":
+        return f"{value:,.0f}"
+    return str(value)
+
+
+def text_table(rows):
+    header = [title for title, _ in COLUMNS]
+    body = [[_cell(r, key) for _, key in COLUMNS] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    numeric = [i >= 3 for i in range(len(COLUMNS))]
+
+    def fmt(cells):
+        return "  ".join(
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(cells, widths, numeric)
+        ).rstrip()
+
+    lines = [fmt(header), "  ".join("-" * w for w in widths)]
+    previous = None
+    for r, cells in zip(rows, body):
+        if previous is not None and (r["model"], r["mode"]) != previous:
+            lines.append("")
+        previous = (r["model"], r["mode"])
+        lines.append(fmt(cells))
+    return "\n".join(lines)
+
+
+def markdown_table(rows):
+    header = [title for title, _ in COLUMNS]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|",
+    ]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r, key) for _, key in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def scaling_lines(rows):
+    """Per-tensor cost on the 100-layer MLP (200 tensors), per optimiser."""
+    lines = []
+    for r in rows:
+        if r["model"] != "mlp100":
+            continue
+        lines.append(
+            f"  {r['mode']:5s} {r['optimizer']:5s}: "
+            f"{r['median_ms'] / r['tensors']:.3f} ms/tensor "
+            f"({r['tensors']} tensors, "
+            f"{1e6 * r['median_ms'] / r['weights']:.2f} ns/weight)"
+        )
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        sys.exit(f"backend {backend!r} is not supported (tensorflow or jax)")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # Silences "N out of the last N calls ... triggered tf.function
+        # retracing": it counts the distinct tf.functions built here, one per
+        # (optimiser, mode); real retracing is checked per function below.
+        tf.get_logger().setLevel("ERROR")
+    valid = TF_MODES if backend == "tensorflow" else JAX_MODES
+    modes = args.modes.split(",") if args.modes else list(valid)
+    for m in modes:
+        if m not in valid:
+            sys.exit(f"mode {m!r} is not available with backend {backend}: {valid}")
+
+    def log(text):
+        print(text, flush=True)
+
+    command = "python -m bench.optimizer_step " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    info = machine_info(backend)
+    log("Optimiser step benchmark: optimizer.apply(grads, variables) alone")
+    for line in info:
+        log("  " + line)
+    log(f"  modes {','.join(modes)}; {args.warmup} warm-up + {args.repeats} timed "
+        "interleaved rounds per model; median reported")
+
+    start = time.perf_counter()
+    rows = []
+    for name in args.models:
+        rows.extend(bench_model(name, args, backend, modes, log))
+    wall = time.perf_counter() - start
+
+    table = text_table(rows)
+    log("\n" + table)
+    scaling = scaling_lines(rows)
+    if scaling:
+        log("\nScaling, 100-layer MLP (per-tensor overhead):")
+        for line in scaling:
+            log(line)
+    retraced = [r for r in rows if r["traces"] != 1]
+    if retraced:
+        log("\nRETRACED (traces != 1): " + ", ".join(
+            f"{r['model']}/{r['mode']}/{r['optimizer']}={r['traces']}" for r in retraced
+        ))
+    else:
+        log(f"\nNo retracing: all {len(rows)} compiled steps were traced exactly once.")
+    log(f"Total benchmark time {wall:.0f} s.")
+
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("# Optimiser step benchmark\n\n")
+            f.write(f"`{command.strip()}`\n\n")
+            for line in info:
+                f.write(f"- {line}\n")
+            f.write(
+                f"- {args.warmup} warm-up + {args.repeats} timed interleaved rounds "
+                "per model; median ms per `optimizer.apply` call; IQR = "
+                "interquartile range; compile = first call (trace + compile + "
+                "one step); state = floats in `optimizer.variables` less "
+                "iterations and learning rate.\n\n"
+            )
+            f.write(markdown_table(rows) + "\n")
+            if scaling:
+                f.write("\nScaling, 100-layer MLP (per-tensor overhead):\n\n")
+                f.write("\n".join(f"-{line[1:]}" for line in scaling) + "\n")
+            f.write(f"\nTotal benchmark time {wall:.0f} s.\n")
+        log(f"Markdown written to {args.markdown}")
+    return 1 if retraced else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

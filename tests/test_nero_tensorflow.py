@@ -1,0 +1,220 @@
+"""Nero with TensorFlow's machinery: checkpoints, SavedModel, tf.distribute,
+tf.function custom loops, sparse gradients."""
+
+import hypothesis
+import hypothesis.strategies as st
+import keras
+import numpy as np
+import pytest
+
+import nero_tf
+from nero_tf import layouts
+from tests.reference import NeroReference, project
+
+tf = pytest.importorskip("tensorflow")
+
+pytestmark = [
+    pytest.mark.tensorflow_only,
+    pytest.mark.filterwarnings("ignore:.*guessed their neuron layout"),
+]
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
+                             keras.layers.Dense(3)])
+
+
+def _batches(seed, steps):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=(16, 6)).astype("float32"),
+             rng.normal(size=(16, 3)).astype("float32")) for _ in range(steps)]
+
+
+def _grads(model, x, y):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((model(x) - y) ** 2)
+    return tape.gradient(loss, model.trainable_variables)
+
+
+def _run(model, optimizer, batches):
+    for x, y in batches:
+        optimizer.apply(_grads(model, x, y), model.trainable_variables)
+
+
+def _state(optimizer):
+    return [v.numpy().copy() for v in optimizer.variables]
+
+
+def test_checkpoint_restored_before_build_is_never_reprojected(tmp_path):
+    model, optimizer = _model(), nero_tf.Nero(learning_rate=0.05)
+    _run(model, optimizer, _batches(1, 4))
+    path = tf.train.Checkpoint(model=model, optimizer=optimizer).save(tmp_path / "ckpt")
+    saved_weights, saved_state = model.get_weights(), _state(optimizer)
+    _run(model, optimizer, _batches(2, 4))  # the uninterrupted run goes on
+
+    resumed, resumed_opt = _model(seed=7), nero_tf.Nero(learning_rate=0.05)
+    tf.train.Checkpoint(model=resumed, optimizer=resumed_opt).restore(path)
+    # the optimiser is built after the restore (deferred restoration)
+    resumed_opt.build(resumed.trainable_variables)
+    for a, b in zip(resumed.get_weights(), saved_weights):
+        np.testing.assert_array_equal(a, b)  # bit-equal: not projected again
+    for a, b in zip(_state(resumed_opt), saved_state):
+        np.testing.assert_array_equal(a, b)  # scale, steps, v as saved
+    _run(resumed, resumed_opt, _batches(2, 4))
+    for a, b in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_restored_after_build_resumes_exactly(tmp_path):
+    model, optimizer = _model(), nero_tf.Nero(learning_rate=0.05)
+    _run(model, optimizer, _batches(1, 3))
+    path = tf.train.Checkpoint(model=model, optimizer=optimizer).save(tmp_path / "ckpt")
+    _run(model, optimizer, _batches(2, 3))
+
+    resumed, resumed_opt = _model(seed=3), nero_tf.Nero(learning_rate=0.05)
+    resumed_opt.build(resumed.trainable_variables)
+    tf.train.Checkpoint(model=resumed, optimizer=resumed_opt).restore(path)
+    _run(resumed, resumed_opt, _batches(2, 3))
+    for a, b in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_savedmodel_serves_and_its_variables_restore_nero_state(tmp_path):
+    model = _model()
+    optimizer = nero_tf.Nero(learning_rate=0.05)
+    model.compile(optimizer=optimizer, loss="mse")
+    x, y = _batches(0, 1)[0]
+    model.fit(x, y, epochs=3, verbose=0)
+    tf.saved_model.save(model, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    # A SavedModel serves the forward pass...
+    served = loaded.signatures["serving_default"](inputs=tf.constant(x))["output_0"]
+    np.testing.assert_allclose(served.numpy(), model(x).numpy(), atol=1e-6)
+    # ...and keeps the optimiser's variables as plain, untyped objects: it
+    # cannot be trained on as a Nero. Its variables are a TF checkpoint,
+    # though, so a model + Nero restore their full state from it.
+    assert not isinstance(loaded.optimizer, nero_tf.Nero)
+    fresh, fresh_opt = _model(seed=5), nero_tf.Nero(learning_rate=0.05)
+    fresh_opt.build(fresh.trainable_variables)
+    tf.train.Checkpoint(model=fresh, optimizer=fresh_opt).restore(
+        str(tmp_path / "sm" / "variables" / "variables")).expect_partial()
+    for a, b in zip(_state(fresh_opt), _state(optimizer)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mirrored_strategy_follows_the_single_device_trajectory():
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(64, 3)).astype("float32")
+    results = []
+    for strategy in (tf.distribute.get_strategy(),
+                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            model = _model()
+            model.compile(optimizer=nero_tf.Nero(learning_rate=0.05), loss="mse")
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        results.append(model.get_weights())
+    assert strategy.num_replicas_in_sync == 2
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_mirrored_strategy_projects_before_the_first_step():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = _model()
+        optimizer = nero_tf.Nero()
+        model.compile(optimizer=optimizer, loss="mse")
+        optimizer.build(model.trainable_variables)
+    kernel = model.layers[0].kernel
+    for replica_value in strategy.experimental_local_results(kernel.value):
+        np.testing.assert_allclose(np.linalg.norm(replica_value.numpy(), axis=0), 1,
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_tf_function_custom_loop_projects_before_the_first_forward_pass(jit_compile):
+    model = _model()
+    optimizer = nero_tf.Nero(learning_rate=1e-6)
+    raw = model.get_weights()
+    x, y = _batches(0, 1)[0]
+
+    @tf.function(jit_compile=jit_compile)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((model(x) - y) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)  # builds lazily
+        return loss
+
+    first_loss = float(train_step(x, y))
+    model.set_weights([project(w.T).T if w.ndim == 2 else w for w in raw])
+    projected_loss = float(tf.reduce_mean((model(x) - y) ** 2))
+    model.set_weights(raw)
+    raw_loss = float(tf.reduce_mean((model(x) - y) ** 2))
+    assert abs(raw_loss - projected_loss) > 0.05
+    np.testing.assert_allclose(first_loss, projected_loss, rtol=1e-5)
+    # The first call traces twice (tf.function retraces once when variables are
+    # created in the first trace); after that, no step retraces.
+    traces = train_step.experimental_get_tracing_count()
+    for _ in range(3):
+        train_step(x, y)
+    assert train_step.experimental_get_tracing_count() == traces
+
+
+def test_sparse_embedding_gradients_equal_the_dense_result():
+    def make():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((5,), dtype="int32"),
+                                 keras.layers.Embedding(20, 4),
+                                 keras.layers.Flatten(), keras.layers.Dense(2)])
+
+    tokens = np.array([[1, 2, 2, 3, 19], [4, 4, 4, 0, 1]], "int32")  # repeats
+    sparse_model, dense_model = make(), make()
+    sparse_opt, dense_opt = nero_tf.Nero(learning_rate=0.1), nero_tf.Nero(learning_rate=0.1)
+    for _ in range(3):
+        grads = _grads(sparse_model, tokens, np.ones((2, 2), "float32"))
+        assert isinstance(grads[0], tf.IndexedSlices)
+        sparse_opt.apply(grads, sparse_model.trainable_variables)
+        grads = _grads(dense_model, tokens, np.ones((2, 2), "float32"))
+        dense_opt.apply([tf.convert_to_tensor(g) for g in grads],
+                        dense_model.trainable_variables)
+    for a, b in zip(sparse_model.get_weights(), dense_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    rows = sparse_model.layers[0].embeddings.numpy()
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-6)
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    data=st.data(),
+    lr=st.sampled_from([0.01, 0.1]),
+    beta=st.sampled_from([0.0, 0.9, 0.999]),
+)
+def test_random_shapes_and_layouts_match_the_reference(shape, data, lr, beta):
+    rank = len(shape)
+    fan_in = tuple(sorted(data.draw(st.sets(st.integers(0, rank - 1), max_size=rank - 1))))
+    spec = list(fan_in) if fan_in else "elementwise"
+    rng = np.random.default_rng(len(shape))
+    w0 = rng.normal(size=shape)
+    variable = keras.Variable(w0, name="w")
+    optimizer = nero_tf.Nero(learning_rate=lr, beta=beta, layouts={"w": spec})
+    optimizer.build([variable])
+    layout = optimizer.neuron_layouts()[0]
+
+    def rows(x):  # neuron-first: neuron axes to the front, fan-in flattened
+        if layout.elementwise:
+            return np.asarray(x).reshape(-1)
+        neuron_axes = [a for a in range(rank) if a not in layout.fan_in_axes]
+        return np.transpose(x, neuron_axes + list(layout.fan_in_axes)).reshape(
+            layout.num_neurons, layout.fan_in)
+
+    reference = NeroReference([rows(w0)], lr=lr, beta=beta)
+    for _ in range(4):
+        g = rng.normal(size=shape)
+        optimizer.apply([g], [variable])
+        reference.step([rows(g)])
+        np.testing.assert_allclose(rows(variable.numpy()), reference.params[0], atol=1e-5)
