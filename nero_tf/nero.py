@@ -308,31 +308,59 @@ class Nero(keras.optimizers.Optimizer):
         layout = self._neuron_layouts[index]
         v = self._velocities[index]
         step = self._steps[index]
+        self.assign_add(step, ops.ones((), step.dtype))
+        bias_correction = 1.0 - ops.power(self.beta, ops.cast(step, "float32"))
+        lr = ops.cast(learning_rate, "float32") * self._scales[index]
 
         g = layout.to_view(ops.cast(_dense(gradient), "float32"))
         w = layout.to_view(ops.cast(variable, "float32"))
-        self.assign_add(step, ops.ones((), step.dtype))
-        t = ops.cast(step, "float32")
+        if not self._constrained[index]:
+            grad_sq = layout.neuron_sum(g * g)
+            finite = ops.isfinite(grad_sq)
+            grad_sq = ops.where(finite, grad_sq, 0.0)
+            step_size = self._step_size(v, layout, grad_sq, bias_correction, lr)
+            w = w - step_size * ops.where(finite, g, 0.0)
+            self.assign(
+                variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype)
+            )
+            return
 
-        grad_sq = layout.neuron_sum(ops.square(g))
-        # A neuron with a NaN/Inf anywhere in its gradient sits this step out.
+        # Constrained: the step, then the projection of u = w - c g, with three
+        # per-neuron reductions (|g|^2, then sum(u) and sum(u^2), each fused by
+        # XLA with the elementwise work that feeds it, so u is never stored)
+        # and one pass that writes (u - mean(u)) / |u - mean(u)|. Projecting a
+        # stored u instead takes three more passes over the tensor; deriving
+        # sum(u), sum(u^2) from sums of w and g takes two more reductions, and
+        # reductions, not elementwise passes, dominate the step on CPU.
+        n = float(layout.fan_in)
+        grad_sq = layout.neuron_sum(g * g)
         finite = ops.isfinite(grad_sq)
+        g = ops.where(finite, g, 0.0)  # fused into the passes below
         grad_sq = ops.where(finite, grad_sq, 0.0)
-        g = ops.where(finite, g, 0.0)
+        c = self._step_size(v, layout, grad_sq, bias_correction, lr)
+        u = w - c * g
+        mean = layout.neuron_sum(u) / n if self.center else 0.0
+        if self.normalize:
+            sq_norm = layout.neuron_sum(u * u)
+            if self.center:
+                sq_norm = sq_norm - n * mean * mean
+            norm = ops.sqrt(ops.maximum(sq_norm, 0.0))
+            inv_norm = 1.0 / ops.where(norm > 0, norm, 1.0)
+        else:
+            inv_norm = 1.0
+        w = (u - mean) * inv_norm
+        self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
 
+    def _step_size(self, v, layout, grad_sq, bias_correction, lr):
+        """Per-neuron step size lr * scale / sqrt(v_hat); updates `v`."""
         v_new = self.beta * ops.reshape(v, layout.stat_view_shape) + (
             1.0 - self.beta
         ) * grad_sq
         self.assign(v, ops.reshape(v_new, layout.state_shape))
-        v_hat = v_new / (1.0 - ops.power(self.beta, t))
-        lr = ops.cast(learning_rate, "float32") * self._scales[index]
+        v_hat = v_new / bias_correction
         # No epsilon: a zero average means a zero gradient, and a zero step.
-        safe_v_hat = ops.where(v_hat > 0, v_hat, 1.0)
-        step_size = ops.where(v_hat > 0, lr * ops.rsqrt(safe_v_hat), 0.0)
-        w = w - step_size * g
-        if self._constrained[index]:
-            w = layout.project(w, self.center, self.normalize)
-        self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
+        positive = v_hat > 0
+        return ops.where(positive, lr * ops.rsqrt(ops.where(positive, v_hat, 1.0)), 0.0)
 
     def neuron_layouts(self):
         """The `NeuronLayout` Nero uses for each variable (after `build`)."""
