@@ -560,3 +560,21 @@ def test_keras_file_resumes_exactly_like_an_uninterrupted_run(tmp_path):
     _train(resumed, resumed.optimizer, 4, seed=2)
     for a, b in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_loss_scale_factor_leaves_the_trajectory_unchanged():
+    # Nero divides each gradient by its own running RMS with no epsilon, so a
+    # constant loss scale cancels exactly (up to float rounding).
+    x = np.random.default_rng(0).normal(size=(32, 6)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(32, 3)).astype("float32")
+    weights = []
+    for factor in (None, 1024.0):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5),
+                                  keras.layers.Dense(3)])
+        model.compile(optimizer=nero_tf.Nero(learning_rate=0.05, loss_scale_factor=factor),
+                      loss="mse")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-5)
