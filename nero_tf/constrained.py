@@ -8,59 +8,14 @@ neurons of each variable come from `nero_tf.layouts`, the same rule Nero uses,
 and the projection is `NeuronLayout.project`.
 """
 
+import copy
+
 import keras
 from keras import ops
 
+from nero_tf import constraints as constraints_lib
 from nero_tf import layouts as layouts_lib
-from nero_tf import nero as nero_lib
-
-
-def _check_constraint_arguments(constraints, layouts, unconstrained):
-    """Validate Nero's `constraints`, `layouts` and `unconstrained` arguments.
-
-    The same checks and messages as `Nero.__init__`, which does them inline;
-    returns `(layouts, unconstrained)` normalised to a dict and a list.
-    """
-    if not isinstance(constraints, (bool, str)) or constraints not in (
-        nero_lib.CONSTRAINT_MODES
-    ):
-        raise ValueError(
-            "Argument `constraints` must be True, False, 'center' or "
-            f"'normalize'. Received: constraints={constraints!r}"
-        )
-    layouts = dict(layouts or {})
-    for pattern, spec in layouts.items():
-        if not isinstance(pattern, str):
-            raise ValueError(
-                "Argument `layouts` must map variable paths (strings) to "
-                f"layouts. Received key: {pattern!r}"
-            )
-        if isinstance(spec, str):
-            if spec not in layouts_lib.AXIS_RULES:
-                raise ValueError(
-                    f"Unknown neuron layout {spec!r} for {pattern!r} in "
-                    f"argument `layouts`. Expected one of "
-                    f"{sorted(layouts_lib.AXIS_RULES)} or a list of fan-in axes."
-                )
-        elif not (
-            isinstance(spec, (list, tuple))
-            and all(isinstance(a, int) and not isinstance(a, bool) for a in spec)
-        ):
-            raise ValueError(
-                f"The neuron layout of {pattern!r} in argument `layouts` "
-                "must be a rule name or a list of integer fan-in axes. "
-                f"Received: {spec!r}"
-            )
-    if isinstance(unconstrained, str):
-        unconstrained = [unconstrained]
-    unconstrained = list(unconstrained or [])
-    if not all(isinstance(p, str) for p in unconstrained):
-        raise ValueError(
-            "Argument `unconstrained` must be a list of variable paths or "
-            f"globs. Received: unconstrained={unconstrained!r}"
-        )
-    layouts = {k: (v if isinstance(v, str) else list(v)) for k, v in layouts.items()}
-    return layouts, unconstrained
+from nero_tf.backend import build_scope
 
 
 @keras.saving.register_keras_serializable(package="nero_tf")
@@ -139,7 +94,7 @@ class Constrained(keras.optimizers.Optimizer):
                 "Constrained does not support arguments: "
                 f"`{'`, `'.join(kwargs)}`. Set them on the wrapped optimizer."
             )
-        layouts, unconstrained = _check_constraint_arguments(
+        center, normalize, layouts, unconstrained = constraints_lib.check_arguments(
             constraints, layouts, unconstrained
         )
         # Like LossScaleOptimizer: the base class needs a learning rate; the
@@ -147,13 +102,9 @@ class Constrained(keras.optimizers.Optimizer):
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = optimizer
         self.constraints = constraints
-        self.center, self.normalize = nero_lib.CONSTRAINT_MODES[constraints]
+        self.center, self.normalize = center, normalize
         self.layouts = layouts
         self.unconstrained = unconstrained
-
-    # Whether a variable is projected: the rule Nero uses, reused as is (it
-    # reads only `center`, `normalize` and `unconstrained`).
-    _is_constrained = nero_lib.Nero._is_constrained
 
     def build(self, var_list):
         """Resolve neuron layouts, project the weights, build the inner optimizer.
@@ -167,16 +118,21 @@ class Constrained(keras.optimizers.Optimizer):
         if self.built:
             return
         # Eagerly, even when Keras builds inside a traced step (see Nero).
-        with nero_lib._build_scope():
+        with build_scope():
             super().build(var_list)
             self._neuron_layouts = [
                 layouts_lib.resolve(v.path, v.shape, self.layouts) for v in var_list
             ]
             layouts_lib.warn_guesses(self._neuron_layouts, owner=self.name)
-            self._constrained = [self._is_constrained(l) for l in self._neuron_layouts]
+            self._constrained = [
+                constraints_lib.is_constrained(
+                    l, self.center, self.normalize, self.unconstrained
+                )
+                for l in self._neuron_layouts
+            ]
             # A restored checkpoint sets this as the variable is created.
             self._projected = self.add_variable((), "zeros", "int", name="projected")
-            if not int(ops.convert_to_numpy(self._projected)):
+            if not int(self._projected.numpy()):
                 for variable, constrained in zip(var_list, self._constrained):
                     if constrained:
                         self._project_variable(variable)
@@ -301,7 +257,9 @@ class Constrained(keras.optimizers.Optimizer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        # A copy: the inner optimizer's from_config replaces its learning-rate
+        # schedule config with the object, in place.
+        config = copy.deepcopy(config)
         optimizer = keras.saving.deserialize_keras_object(
             config.pop("optimizer"), custom_objects=custom_objects
         )

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
-from nero_tf.nero import _dense
+from nero_tf.backend import dense_gradient
 
 # pytorch-lamb clamps the weight norm in the trust ratio to [0, 10].
 WEIGHT_NORM_CLAMP = 10.0
@@ -141,7 +141,7 @@ class PaperLamb(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
         index = self._get_variable_index(variable)
-        g = ops.cast(_dense(gradient), "float32")
+        g = ops.cast(dense_gradient(gradient), "float32")
         w = ops.cast(variable, "float32")
         lr = ops.cast(learning_rate, "float32")
 

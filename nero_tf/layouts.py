@@ -80,6 +80,8 @@ LAYER_RULES = {
     "GRUCell": _RECURRENT,
     "SimpleRNNCell": _RECURRENT,
     "ConvLSTMCell": _CONV_RECURRENT,
+    # nero_tf.layers: the raw kernel of centred weight norm is (in, out).
+    "CenteredWeightNormDense": {"kernel": "first"},
 }
 
 # MultiHeadAttention / GroupedQueryAttention project through EinsumDense

@@ -9,7 +9,7 @@ import keras
 from keras import ops
 from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
-from nero_tf.nero import _build_scope, _dense
+from nero_tf.backend import build_scope, dense_gradient
 
 
 @keras.saving.register_keras_serializable(package="nero_tf")
@@ -142,7 +142,7 @@ class Madam(keras.optimizers.Optimizer):
         if self.built:
             return
         # Computed eagerly even when Keras builds inside a traced step.
-        with _build_scope():
+        with build_scope():
             super().build(var_list)
             self._velocities, self._bounds = [], []
             frozen = []
@@ -180,7 +180,7 @@ class Madam(keras.optimizers.Optimizer):
         v = self._velocities[index]
         bound = ops.cast(self._bounds[index], "float32")
 
-        g = ops.cast(_dense(gradient), "float32")
+        g = ops.cast(dense_gradient(gradient), "float32")
         w = ops.cast(variable, "float32")
         lr = ops.cast(learning_rate, "float32")
         t = ops.cast(self.iterations + 1, "float32")

@@ -1,55 +1,14 @@
 """The Nero optimiser (Liu, Bernstein, Meister, Yue, ICML 2021)."""
 
-import contextlib
-import fnmatch
 import math
 
 import keras
 from keras import ops
 from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
+from nero_tf import constraints as constraints_lib
 from nero_tf import layouts as layouts_lib
-
-# `constraints=` values and the (centre, normalise) switches they stand for.
-CONSTRAINT_MODES = {
-    True: (True, True),
-    False: (False, False),
-    "center": (True, False),
-    "normalize": (False, True),
-}
-
-
-def _build_scope():
-    """Run `build()` eagerly even when Keras calls it inside a traced step.
-
-    On one device, TF's `model.fit` builds the optimiser lazily inside the first
-    trace of the train function; the assignments made there (the initial
-    projection) would then belong to the graph and, with Keras' retracing, never
-    run (keras-facts.md). Lifting `build()` out with `tf.init_scope()` runs the
-    projection once, at trace time, before the traced forward pass executes.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if tf.inside_function():
-            return tf.init_scope()
-    return contextlib.nullcontext()
-
-
-def _dense(gradient):
-    """Sparse `IndexedSlices` gradients (from `Embedding`) as a dense tensor.
-
-    Every neuron's statistics decay each step, and every neuron is re-projected,
-    so the update touches all rows anyway; densifying (which sums repeated
-    indices) makes the result identical to that of the dense gradient.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if isinstance(gradient, tf.IndexedSlices):
-            return tf.convert_to_tensor(gradient)
-    return gradient
-
+from nero_tf.backend import build_scope, dense_gradient
 
 @keras.saving.register_keras_serializable(package="nero_tf")
 class Nero(keras.optimizers.Optimizer):
@@ -161,45 +120,9 @@ class Nero(keras.optimizers.Optimizer):
             raise ValueError(
                 f"Argument `beta` must be in [0, 1). Received: beta={beta}"
             )
-        if not isinstance(constraints, (bool, str)) or constraints not in (
-            CONSTRAINT_MODES
-        ):
-            raise ValueError(
-                "Argument `constraints` must be True, False, 'center' or "
-                f"'normalize'. Received: constraints={constraints!r}"
-            )
-        layouts = dict(layouts or {})
-        for pattern, spec in layouts.items():
-            if not isinstance(pattern, str):
-                raise ValueError(
-                    "Argument `layouts` must map variable paths (strings) to "
-                    f"layouts. Received key: {pattern!r}"
-                )
-            if isinstance(spec, str):
-                if spec not in layouts_lib.AXIS_RULES:
-                    raise ValueError(
-                        f"Unknown neuron layout {spec!r} for {pattern!r} in "
-                        f"argument `layouts`. Expected one of "
-                        f"{sorted(layouts_lib.AXIS_RULES)} or a list of fan-in "
-                        "axes."
-                    )
-            elif not (
-                isinstance(spec, (list, tuple))
-                and all(isinstance(a, int) and not isinstance(a, bool) for a in spec)
-            ):
-                raise ValueError(
-                    f"The neuron layout of {pattern!r} in argument `layouts` "
-                    "must be a rule name or a list of integer fan-in axes. "
-                    f"Received: {spec!r}"
-                )
-        if isinstance(unconstrained, str):
-            unconstrained = [unconstrained]
-        unconstrained = list(unconstrained or [])
-        if not all(isinstance(p, str) for p in unconstrained):
-            raise ValueError(
-                "Argument `unconstrained` must be a list of variable paths or "
-                f"globs. Received: unconstrained={unconstrained!r}"
-            )
+        center, normalize, layouts, unconstrained = constraints_lib.check_arguments(
+            constraints, layouts, unconstrained
+        )
         super().__init__(
             learning_rate=learning_rate,
             name=name,
@@ -216,18 +139,9 @@ class Nero(keras.optimizers.Optimizer):
         )
         self.beta = float(beta)
         self.constraints = constraints
-        self.center, self.normalize = CONSTRAINT_MODES[constraints]
-        self.layouts = {k: (v if isinstance(v, str) else list(v))
-                        for k, v in layouts.items()}
+        self.center, self.normalize = center, normalize
+        self.layouts = layouts
         self.unconstrained = unconstrained
-
-    def _is_constrained(self, layout):
-        if layout.elementwise or not (self.center or self.normalize):
-            return False
-        return not any(
-            layout.path == p or fnmatch.fnmatchcase(layout.path, p)
-            for p in self.unconstrained
-        )
 
     def build(self, var_list):
         """Initialise Nero's state and project the weights onto the constraints.
@@ -243,13 +157,18 @@ class Nero(keras.optimizers.Optimizer):
         """
         if self.built:
             return
-        with _build_scope():
+        with build_scope():
             super().build(var_list)
             self._neuron_layouts = [
                 layouts_lib.resolve(v.path, v.shape, self.layouts) for v in var_list
             ]
             layouts_lib.warn_guesses(self._neuron_layouts, owner=self.name)
-            self._constrained = [self._is_constrained(l) for l in self._neuron_layouts]
+            self._constrained = [
+                constraints_lib.is_constrained(
+                    l, self.center, self.normalize, self.unconstrained
+                )
+                for l in self._neuron_layouts
+            ]
 
             projected, scales = [], []
             for variable, layout, constrained in zip(
@@ -312,7 +231,7 @@ class Nero(keras.optimizers.Optimizer):
         bias_correction = 1.0 - ops.power(self.beta, ops.cast(step, "float32"))
         lr = ops.cast(learning_rate, "float32") * self._scales[index]
 
-        g = layout.to_view(ops.cast(_dense(gradient), "float32"))
+        g = layout.to_view(ops.cast(dense_gradient(gradient), "float32"))
         w = layout.to_view(ops.cast(variable, "float32"))
         if not self._constrained[index]:
             grad_sq = layout.neuron_sum(g * g)

@@ -36,3 +36,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tensorflow_only" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One two-replica MirroredStrategy for the whole session.
+
+    TensorFlow numbers its collective operations per strategy from the same
+    start, so two strategies in one process that all-reduce tensors of
+    different sizes can collide; every test shares this one instead.
+    """
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -87,8 +87,8 @@ def test_matches_numpy_reference_on_every_layer_kind(constraints):
     assert all(not layouts.resolve(v.path, v.shape).guessed for v in variables)
     reference = NeroReference(
         [to_rows(p, v.numpy()) for p, v in zip(paths, variables)], lr=0.05, beta=0.9,
-        center=nero_tf.nero.CONSTRAINT_MODES[constraints][0],
-        normalize=nero_tf.nero.CONSTRAINT_MODES[constraints][1])
+        center=nero_tf.constraints.CONSTRAINT_MODES[constraints][0],
+        normalize=nero_tf.constraints.CONSTRAINT_MODES[constraints][1])
     optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9, constraints=constraints)
     optimizer.build(variables)
     rng = np.random.default_rng(0)

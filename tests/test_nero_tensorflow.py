@@ -105,12 +105,11 @@ def test_savedmodel_serves_and_its_variables_restore_nero_state(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_mirrored_strategy_follows_the_single_device_trajectory():
+def test_mirrored_strategy_follows_the_single_device_trajectory(mirrored_strategy):
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
     y = np.random.default_rng(1).normal(size=(64, 3)).astype("float32")
     results = []
-    for strategy in (tf.distribute.get_strategy(),
-                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    for strategy in (tf.distribute.get_strategy(), mirrored_strategy):
         with strategy.scope():
             model = _model()
             model.compile(optimizer=nero_tf.Nero(learning_rate=0.05), loss="mse")
@@ -121,8 +120,8 @@ def test_mirrored_strategy_follows_the_single_device_trajectory():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_mirrored_strategy_projects_before_the_first_step():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_strategy_projects_before_the_first_step(mirrored_strategy):
+    strategy = mirrored_strategy
     with strategy.scope():
         model = _model()
         optimizer = nero_tf.Nero()
