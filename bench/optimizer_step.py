@@ -47,9 +47,9 @@ TF_MODES = ("graph", "xla")
 JAX_MODES = ("jit",)
 ALL_MODELS = ("vgg11", "resnet18_cifar", "mlp100", "transformer")
 ALL_OPTIMIZERS = ("sgd", "adam", "lamb", "nero")
-# About 10 minutes for everything on 2 CPU cores: mlp100 and the transformer
-# (60M / 54M weights) take ~1-2 s per round per mode.
-DEFAULT_REPEATS = 30
+# About 8 minutes for everything on 2 CPU cores, half of it compiling: one
+# round (8 steps) of mlp100 or the transformer (61M / 49M weights) takes ~2 s.
+DEFAULT_REPEATS = 40
 DEFAULT_WARMUP = 2
 
 
@@ -105,8 +105,9 @@ def build_transformer(vocab=10000, d_model=512, ffn=2048, layers=6, heads=8):
     output (tied, so the output projection adds no variable), per layer
     `MultiHeadAttention(use_bias=False)` (Q/K/V/O kernels, no biases), a ReLU
     FFN of two biased `Dense`, and `LayerNormalization` without gain or offset
-    (no variables). 6+6 layers: 1 + 6 * 8 + 6 * 12 = 121 tensors, 54.3M weights
-    at vocab 10k. Built for its variable shapes and layer classes only.
+    (no variables). 6+6 layers: 1 + 6 * 8 + 6 * 12 = 121 tensors, 49.2M weights
+    at vocab 10k (44.1M in the layers + 5.1M embedding). Built for its
+    variable shapes and layer classes only.
     """
     import keras
 
@@ -268,10 +269,11 @@ def machine_info(backend):
     if backend == "tensorflow":
         import tensorflow as tf
 
+        threading = tf.config.threading
+        intra = threading.get_intra_op_parallelism_threads() or "default"
+        inter = threading.get_inter_op_parallelism_threads() or "default"
         lines.append(
-            f"TensorFlow {tf.__version__}; intra-op threads "
-            f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
-            f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default'}"
+            f"TensorFlow {tf.__version__}; intra-op threads {intra}, inter-op {inter}"
         )
     else:
         import jax
@@ -359,6 +361,7 @@ def bench_model(name, args, backend, modes, log):
             "mode": mode,
             "optimizer": opt_name,
             "median_ms": statistics.median(ms),
+            "ns_weight": 1e6 * statistics.median(ms) / n_weights,
             "q1_ms": q[0],
             "q3_ms": q[2],
             "state": state_floats(optimizers[opt_name]),
@@ -392,6 +395,7 @@ COLUMNS = [
     ("optimizer", "optimizer"),
     ("median ms/step", "median_ms"),
     ("IQR ms", "iqr"),
+    ("ns/weight", "ns_weight"),
     ("x SGD", "x_sgd"),
     ("x Adam", "x_adam"),
     ("state floats", "state"),
@@ -409,7 +413,7 @@ def _cell(row, key):
         return "-"
     if key == "median_ms":
         return f"{value:.2f}" if value < 100 else f"{value:.1f}"
-    if key in ("x_sgd", "x_adam"):
+    if key in ("x_sgd", "x_adam", "ns_weight"):
         return f"{value:.2f}"
     if key == "state":
         return f"{value:,}"
@@ -468,6 +472,15 @@ def scaling_lines(rows):
     return lines
 
 
+def load_line():
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load average unavailable"
+    return (f"load average {one:.1f} (1 min), {five:.1f} (5 min) on "
+            f"{os.cpu_count()} cores: other processes share the CPUs when > 0")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.backend:
@@ -501,6 +514,8 @@ def main(argv=None):
     log("Optimiser step benchmark: optimizer.apply(grads, variables) alone")
     for line in info:
         log("  " + line)
+    load_before = load_line()
+    log(f"  at start: {load_before}")
     log(f"  modes {','.join(modes)}; {args.warmup} warm-up + {args.repeats} timed "
         "interleaved rounds per model; median reported")
 
@@ -524,7 +539,8 @@ def main(argv=None):
         ))
     else:
         log(f"\nNo retracing: all {len(rows)} compiled steps were traced exactly once.")
-    log(f"Total benchmark time {wall:.0f} s.")
+    load_after = load_line()
+    log(f"Total benchmark time {wall:.0f} s; at end: {load_after}.")
 
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -535,15 +551,17 @@ def main(argv=None):
             f.write(
                 f"- {args.warmup} warm-up + {args.repeats} timed interleaved rounds "
                 "per model; median ms per `optimizer.apply` call; IQR = "
-                "interquartile range; compile = first call (trace + compile + "
-                "one step); state = floats in `optimizer.variables` less "
-                "iterations and learning rate.\n\n"
+                "interquartile range; ns/weight = median / number of weights; "
+                "compile = first call (trace + compile + one step); state = "
+                "floats in `optimizer.variables` less iterations and learning "
+                "rate.\n\n"
             )
             f.write(markdown_table(rows) + "\n")
             if scaling:
                 f.write("\nScaling, 100-layer MLP (per-tensor overhead):\n\n")
                 f.write("\n".join(f"-{line[1:]}" for line in scaling) + "\n")
-            f.write(f"\nTotal benchmark time {wall:.0f} s.\n")
+            f.write(f"\nTotal benchmark time {wall:.0f} s. At start: "
+                    f"{load_before}; at end: {load_after}.\n")
         log(f"Markdown written to {args.markdown}")
     return 1 if retraced else 0
 
