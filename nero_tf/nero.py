@@ -245,12 +245,15 @@ class Nero(keras.optimizers.Optimizer):
             return
 
         # Constrained: the step, then the projection of u = w - c g, with three
-        # per-neuron reductions (|g|^2, then sum(u) and sum(u^2), each fused by
-        # XLA with the elementwise work that feeds it, so u is never stored)
-        # and one pass that writes (u - mean(u)) / |u - mean(u)|. Projecting a
-        # stored u instead takes three more passes over the tensor; deriving
-        # sum(u), sum(u^2) from sums of w and g takes two more reductions, and
-        # reductions, not elementwise passes, dominate the step on CPU.
+        # per-neuron reductions (|g|^2, then sum(u) and sum(u^2), which XLA
+        # computes in one pass over w and g) and one pass that writes
+        # (u - mean(u)) / |u - mean(u)|. bench/formulations.py measured the
+        # alternatives: five sums of w and g (1.3-2x slower: XLA on CPU runs
+        # each as its own pass), stacked or complex-paired sums, two-stage
+        # sums, einsum, a cond-skipped NaN guard, and matmul(ones, x) sums
+        # (fast in TF graph mode on CPU, 1.3-6x slower under XLA, and not
+        # float32-exact under TF32/bf16 matmuls on GPU/TPU). This form is the
+        # fastest exact one.
         n = float(layout.fan_in)
         grad_sq = layout.neuron_sum(g * g)
         finite = ops.isfinite(grad_sq)
