@@ -21,6 +21,7 @@ TRAIN = [
     "scikit-learn>=1.3",  # ships the 8x8 digits used offline by the quickstart
     "pyyaml>=6",
     "matplotlib>=3.7",
+    "tensorboard",  # keras.callbacks.TensorBoard; tensorflow-cpu does not bring it
 ]
 TEST = ["pytest>=8", "hypothesis>=6"]
 

@@ -11,6 +11,9 @@ from models.common import check_positive_int
 from models.common import plain
 from models.common import resolve_activation
 
+# Values of MLP's `dense` argument.
+DENSE_KINDS = ("dense", "centered_weight_norm")
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MLP(keras.Model):
@@ -24,10 +27,9 @@ class MLP(keras.Model):
 
     - ["mlp5"] 784-784-784-784-784-10 without biases, sqrt(2)*relu. In the paper
       every layer is a centred-weight-norm layer with raw weights drawn N(0, sigma^2),
-      sigma in {1, 100}; the reparameterisation is not part of this model (models
-      know nothing about the experiment), and sigma is chosen with
-      `kernel_initializer`, e.g. `{"class_name": "RandomNormal",
-      "config": {"stddev": 100.0}}`.
+      sigma in {1, 100}; `dense="centered_weight_norm"` gives those layers, and
+      sigma is chosen with `kernel_initializer`, e.g. `{"class_name":
+      "RandomNormal", "config": {"stddev": 100.0}}`.
     - ["mlp100"] 100 Dense layers 784 wide (784->784, 98 x 784->784, 784->10) with
       biases, sqrt(2)*relu, PyTorch's default init for kernels and biases
       (`"torch_default"`); Adam and SGD stay at chance on it, Nero trains.
@@ -45,6 +47,10 @@ class MLP(keras.Model):
             `"torch_default"`: PyTorch's `nn.Linear` init, uniform(+-1/sqrt(fan_in)),
             for the kernel *and* the bias. With any other value biases start at
             zero (the Keras default). Defaults to `"glorot_uniform"`.
+        dense: `"dense"` for `keras.layers.Dense` layers, or
+            `"centered_weight_norm"` for `nero_tf.layers.CenteredWeightNormDense`
+            (each neuron centred and normalised in the forward pass, the
+            paper's reparameterisation in Fig. 3 left). Defaults to `"dense"`.
         name: Model name. Defaults to `"mlp"`.
     """
 
@@ -58,8 +64,19 @@ class MLP(keras.Model):
         use_bias=True,
         kernel_initializer="glorot_uniform",
         name=None,
+        dense="dense",
     ):
         check_positive_int("depth", depth)
+        if dense not in DENSE_KINDS:
+            raise ValueError(
+                f"Argument `dense` must be one of {list(DENSE_KINDS)}. "
+                f"Received: dense={dense!r}"
+            )
+        if dense == "dense":
+            dense_cls = keras.layers.Dense
+        else:
+            # Imported here: models know nothing about Nero unless asked.
+            from nero_tf.layers import CenteredWeightNormDense as dense_cls
         check_positive_int("width", width)
         check_positive_int("num_classes", num_classes)
         if not isinstance(activation, str):
@@ -89,7 +106,7 @@ class MLP(keras.Model):
             else:
                 kernel_init = keras.initializers.get(copy.deepcopy(kernel_initializer))
                 bias_init = "zeros"
-            x = keras.layers.Dense(
+            x = dense_cls(
                 num_classes if last else width,
                 # Activation inside the Dense layer: the model is exactly `depth`
                 # Dense layers; the last one outputs logits.
@@ -107,6 +124,7 @@ class MLP(keras.Model):
         self.activation = activation
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
+        self.dense = dense
 
     def get_config(self):
         return {
@@ -118,4 +136,5 @@ class MLP(keras.Model):
             "use_bias": self.use_bias,
             "kernel_initializer": plain(self.kernel_initializer),
             "name": self.name,
+            "dense": self.dense,
         }

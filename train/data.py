@@ -11,7 +11,8 @@ and TFDS / ``keras.datasets`` silently retry downloads for minutes before failin
 * ``"digits"`` uses the 8x8 digits bundled inside scikit-learn (always available);
 * ``"mnist"`` / ``"cifar10"`` read either local files the user points at with ``path=``
   (the datasets' own distribution formats) or an *already prepared* TFDS directory;
-* ``"imagenet"`` reads an already prepared TFDS ``imagenet2012``.
+* ``"imagenet"`` reads an already prepared TFDS ``imagenet2012``;
+* :func:`load_synthetic` makes random, learnable data shaped like any of them (smoke runs).
 
 TFDS is only ever used through ``tfds.builder(...).is_prepared()`` and
 ``builder.as_dataset(...)``; when the data is not there a :class:`DataNotFoundError`
@@ -38,7 +39,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Dataset", "DataNotFoundError", "NORMALISATION", "load", "names"]
+__all__ = ["Dataset", "DataNotFoundError", "NORMALISATION", "load", "load_synthetic", "names"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -753,5 +754,90 @@ def load(
         train_size=train_size,
         test_size=test_size,
         name=name,
+        batch_size=batch_size,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Synthetic data: offline smoke runs of any config.
+
+SYNTHETIC = "synthetic"
+
+
+def load_synthetic(
+    like: str,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    smoke: bool = False,
+    train_size: Optional[int] = None,
+    test_size: Optional[int] = None,
+    input_shape: Optional[tuple] = None,
+    num_classes: Optional[int] = None,
+) -> Dataset:
+    """Random, learnable images shaped like dataset ``like``; offline and instant.
+
+    Stands in for a real dataset in smoke runs: same ``input_shape`` and
+    ``num_classes`` as ``like`` (one of :func:`names`) unless given. Images are
+    already normalised float32: standard normal noise plus a fixed random pattern
+    of the example's class (so a model can learn the labels), labels uniform.
+    Everything is a pure function of ``seed``. Not in :func:`names`: it reads no
+    data and has no statistics of its own.
+
+    Args:
+      like: the dataset to imitate.
+      batch_size: global batch size (train batches drop the remainder).
+      seed: seeds images, labels and shuffling.
+      smoke: default sizes of 2 training and 1 test batch (else 4 and 2).
+      train_size / test_size: examples per split, overriding the defaults.
+      input_shape / num_classes: override ``like``'s.
+
+    Returns:
+      A :class:`Dataset` named ``"synthetic"``.
+    """
+    if like not in _REGISTRY:
+        raise ValueError(f"unknown dataset {like!r} to imitate; valid names are {list(names())}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = int(batch_size)
+    spec = _REGISTRY[like]
+    shape = tuple(int(s) for s in (input_shape or spec.input_shape))
+    classes = int(num_classes or spec.num_classes)
+    train_size = int(train_size or (2 if smoke else 4) * batch_size)
+    test_size = int(test_size or (1 if smoke else 2) * batch_size)
+    if train_size < batch_size:
+        raise ValueError(
+            f"synthetic: {train_size} training examples < batch_size {batch_size}; with "
+            f"drop_remainder=True there would be no training batch at all"
+        )
+    rng = np.random.default_rng(seed)
+    dim = int(np.prod(shape))
+
+    def split(n):
+        labels = rng.integers(0, classes, size=n).astype(np.int32)
+        images = rng.standard_normal((n, dim), dtype=np.float32)
+        for c in np.unique(labels):
+            # One fixed pattern per class, the same in both splits.
+            pattern = np.random.default_rng([seed, int(c)]).standard_normal(dim, dtype=np.float32)
+            images[labels == c] += pattern
+        return images.reshape((n,) + shape), labels
+
+    x_train, y_train = split(train_size)
+    x_test, y_test = split(test_size)
+    train = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(train_size, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(AUTOTUNE)
+    )
+    test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(batch_size).prefetch(AUTOTUNE)
+    return Dataset(
+        train=train,
+        test=test,
+        num_classes=classes,
+        input_shape=shape,
+        train_size=train_size,
+        test_size=test_size,
+        name=SYNTHETIC,
         batch_size=batch_size,
     )

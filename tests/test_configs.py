@@ -1,0 +1,494 @@
+"""The config schema (train/config.py), the saved configs and the quickstart.
+
+Fast: nothing here trains. Running every saved config in --smoke mode is in
+test_train.py.
+"""
+
+import copy
+import pathlib
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from train import config as config_lib
+from train import quickstart
+from train.config import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SAVED = sorted((ROOT / "saved_configs").glob("*/*.yaml"))
+SAVED_IDS = [f"{p.parent.name}/{p.stem}" for p in SAVED]
+
+
+def minimal(**changes):
+    raw = {"optimizers": {"nero": {"name": "nero", "learning_rate": 0.01}}}
+    raw.update(changes)
+    return raw
+
+
+def error_of(raw, **kwargs):
+    with pytest.raises(ConfigError) as e:
+        config_lib.resolve(raw, **kwargs)
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+# ------------------------------------------------------------------ saved configs
+
+
+def test_there_is_a_saved_config_per_figure():
+    names = {p.stem for p in SAVED}
+    for figure in ("fig1", "fig2", "fig3_left", "fig3_right", "fig4", "fig6"):
+        assert any(figure in n for n in names), figure
+    assert {p.parent.name for p in SAVED} == {"cifar10", "mnist", "imagenet"}
+
+
+@pytest.mark.parametrize("path", SAVED, ids=SAVED_IDS)
+def test_saved_config_parses_with_and_without_smoke(path):
+    config = config_lib.load(path)
+    smoke = config_lib.load(path, smoke=True)
+    assert smoke.data.name == "synthetic"
+    assert smoke.training.epochs == 1
+    assert list(smoke.optimizers) == list(config.optimizers)
+    # Round trip through the run directory's config.yaml.
+    assert config_lib.parse(config_lib.yaml_load(config_lib.dump(config))) == config
+
+
+@pytest.mark.parametrize("path", SAVED, ids=SAVED_IDS)
+def test_saved_config_header_says_what_it_reproduces(path):
+    text = path.read_text()
+    header = text.split("\nexperiment:")[0]
+    assert re.search(r"^# Figure \d", header, re.M)
+    assert (
+        f"python -m train --config saved_configs/{path.parent.name}/{path.name}"
+        in header
+    )
+    assert "--smoke" in header
+    assert "# Cost" in header
+    assert "# Paper result" in header
+
+
+# Learning rates of experiments.md, per saved config and label.
+PAPER_LRS = {
+    "vgg11_fig6": {"nero": 0.01, "sgd": 0.1, "adam": 0.001, "lamb": 0.01},
+    "resnet18_fig6": {"nero": 0.01, "sgd": 0.1, "adam": 0.01, "lamb": 0.1},
+    "vgg11_fig1_ablation": {
+        "none": 0.02,
+        "center": 0.01,
+        "normalize": 0.02,
+        "both": 0.02,
+    },
+    "vgg11_fig2_madam_nero_lamb": {
+        "madam": 0.02,
+        "nero-unconstrained": 0.02,
+        "lamb": 0.02,
+        "madam-constrained": 0.06,
+        "nero": 0.02,
+        "lamb-constrained": 0.06,
+    },
+    "mlp100_fig3_right": {"nero": 1e-3, "lamb": 1e-2, "adam": 1e-3, "sgd": 1e-1},
+    "mlp5_fig3_left_cwn": {"adam-sigma1": 0.01, "adam-sigma100": 0.01},
+    "resnet50_fig4": {"sgd-wd": 0.1, "sgd": 0.1, "nero": 0.01},
+}
+
+
+@pytest.mark.parametrize("path", SAVED, ids=SAVED_IDS)
+def test_saved_config_uses_the_papers_learning_rates(path):
+    config = config_lib.load(path)
+    assert {k: v.learning_rate for k, v in config.optimizers.items()} == PAPER_LRS[
+        path.stem
+    ]
+
+
+def test_cifar_configs_share_the_papers_schedule():
+    for path in SAVED:
+        if path.parent.name != "cifar10":
+            continue
+        config = config_lib.load(path)
+        assert config.training.batch_size == 128
+        assert config_lib.schedule_params(config.schedule) == {
+            "warmup_epochs": 5.0,
+            "milestones": [99, 149, 179],
+            "factor": 0.2,
+        }
+
+
+def test_figure_specific_settings():
+    fig1 = config_lib.load(ROOT / "saved_configs/cifar10/vgg11_fig1_ablation.yaml")
+    assert [o.kwargs["constraints"] for o in fig1.optimizers.values()] == [
+        False,
+        "center",
+        "normalize",
+        True,
+    ]
+    fig2 = config_lib.load(
+        ROOT / "saved_configs/cifar10/vgg11_fig2_madam_nero_lamb.yaml"
+    )
+    assert [o.name for o in fig2.optimizers.values()] == [
+        "madam",
+        "nero",
+        "lamb_paper",
+        "madam+constraints",
+        "nero",
+        "lamb_paper+constraints",
+    ]
+    left = config_lib.load(ROOT / "saved_configs/mnist/mlp5_fig3_left_cwn.yaml")
+    assert left.model.kwargs == {"dense": "centered_weight_norm"}
+    sigmas = [
+        o.model_kwargs["kernel_initializer"]["config"]["stddev"]
+        for o in left.optimizers.values()
+    ]
+    assert sigmas == [1.0, 100.0]
+    fig4 = config_lib.load(ROOT / "saved_configs/imagenet/resnet50_fig4.yaml")
+    assert fig4.optimizers["sgd-wd"].kwargs == {"momentum": 0.9, "l2": 1e-4}
+    assert fig4.schedule.name == "warmup_cosine" and fig4.training.epochs == 90
+
+
+# ------------------------------------------------------------------ quickstart
+
+
+def test_quickstart_is_the_deep_mlp_comparison():
+    config = quickstart.config()
+    assert config.data.name == "digits"
+    assert config.model.name == "mlp100" and config.model.kwargs["depth"] >= 40
+    assert {k: (o.name, o.learning_rate) for k, o in config.optimizers.items()} == {
+        "nero": ("nero", 1e-3),
+        "lamb": ("lamb_paper", 1e-2),
+        "adam": ("adam", 1e-3),
+        "sgd": ("sgd", 1e-1),
+    }
+    assert config.schedule.name == "exponential"
+    smoke = quickstart.config(smoke=True)
+    assert smoke.model.kwargs["depth"] < 10 and smoke.training.epochs == 1
+
+
+def test_quickstart_ships_inside_the_package():
+    # Embedded as Python, so a non-editable install carries it too.
+    import train.quickstart
+
+    assert pathlib.Path(train.quickstart.__file__).suffix == ".py"
+    assert "optimizers:" in train.quickstart.YAML
+
+
+# ------------------------------------------------------------------ schema errors
+
+
+def test_unknown_key_is_named_with_its_path():
+    message = error_of(minimal(training={"epoch": 3}))
+    assert message.startswith("training.epoch: unknown key")
+    assert "epochs" in message  # lists the valid keys
+
+
+def test_wrong_type_names_the_path_and_the_value():
+    raw = minimal()
+    raw["optimizers"]["nero"]["learning_rate"] = "fast"
+    assert (
+        error_of(raw) == "optimizers.nero.learning_rate: expected a number, got 'fast'"
+    )
+
+
+@pytest.mark.parametrize(
+    "changes, path",
+    [
+        (
+            {"training": {"epochs": True}},
+            "training.epochs: expected an integer, got true",
+        ),
+        (
+            {"training": {"epochs": 2.5}},
+            "training.epochs: expected an integer, got 2.5",
+        ),
+        ({"training": {"epochs": 0}}, "training.epochs: must be positive"),
+        (
+            {"training": {"jit_compile": "yes"}},
+            "training.jit_compile: expected true or false or one of auto",
+        ),
+        (
+            {"strategy": "horovod"},
+            "strategy: expected one of default, mirrored, multiworker, tpu",
+        ),
+        ({"data": {"augment": 1}}, "data.augment: expected true or false, got 1"),
+        ({"model": "vgg11"}, "model: expected a mapping, got 'vgg11'"),
+        ({"model": {"name": "vgg12"}}, "model.name: unknown model 'vgg12'"),
+        ({"data": {"name": "svhn"}}, "data.name: unknown dataset 'svhn'"),
+        (
+            {"data": {"name": "synthetic"}},
+            "data.like: required with data.name: synthetic",
+        ),
+        (
+            {"data": {"like": "mnist"}},
+            "data.like: only applies to data.name: synthetic",
+        ),
+        (
+            {"schedule": {"milestones": [10]}},
+            "schedule.milestones: not a parameter of schedule 'constant'",
+        ),
+        (
+            {"schedule": {"name": "warmup_multistep", "milestones": [20, 10]}},
+            "schedule.milestones: must be increasing",
+        ),
+        ({"optimizers": {}}, "optimizers: must list at least one optimizer"),
+        (
+            {"optimizers": {"a": {"name": "rmsprop", "learning_rate": 1.0}}},
+            "optimizers.a.name: unknown optimizer 'rmsprop'",
+        ),
+        (
+            {"optimizers": {"a": {"name": "adam"}}},
+            "optimizers.a.learning_rate: missing (required)",
+        ),
+        (
+            {"optimizers": {"a": {"name": "adam", "learning_rate": -1}}},
+            "optimizers.a.learning_rate: must be positive",
+        ),
+        (
+            {
+                "optimizers": {
+                    "a": {
+                        "name": "adam",
+                        "learning_rate": 1,
+                        "kwargs": {"betas": [0, 1]},
+                    }
+                }
+            },
+            "optimizers.a.kwargs.betas: not an argument of optimizer 'adam'",
+        ),
+        (
+            {
+                "optimizers": {
+                    "a": {"name": "nero", "learning_rate": 1, "kwargs": {"layouts": {}}}
+                }
+            },
+            "optimizers.a.kwargs.layouts: set by the harness",
+        ),
+        (
+            {"optimizers": {"a.b": {"name": "nero", "learning_rate": 1}}},
+            "optimizers.a.b: a label must be",
+        ),
+        (
+            {"model": {"name": "vgg11", "kwargs": {"depth": 3}}},
+            "model.kwargs.depth: not an argument of model 'vgg11'",
+        ),
+        (
+            {"logging": {"verbose": 3}},
+            "logging.verbose: expected one of 0, 1, 2, got 3",
+        ),
+        ({"experiment": "my run"}, "experiment: must be a name"),
+    ],
+)
+def test_invalid_values_are_reported_with_their_key_path(changes, path):
+    raw = minimal()
+    for key, value in changes.items():
+        raw[key] = value
+    assert error_of(raw).startswith(path)
+
+
+def test_top_level_must_be_a_mapping():
+    assert error_of(["a", "list"]).startswith("<config>: expected a mapping")
+
+
+def test_a_broken_smoke_section_fails_without_smoke_too():
+    message = error_of(minimal(smoke={"data": {"name": "synthetic"}}))
+    assert message.startswith("data.like: required") and "smoke section" in message
+
+
+# ------------------------------------------------------------------ YAML and --set
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    # PyYAML alone reads 1e-3 as a string.
+    assert config_lib.yaml_load("a: 1e-3\nb: 2E+2\nc: 1.5\nd: 3\ne: 1e3x") == {
+        "a": 1e-3,
+        "b": 200.0,
+        "c": 1.5,
+        "d": 3,
+        "e": "1e3x",
+    }
+
+
+def test_malformed_yaml_is_one_line_with_position():
+    with pytest.raises(ConfigError) as e:
+        config_lib.yaml_load("a: [1, 2\nb: 3", source="x.yaml")
+    assert str(e.value).startswith("x.yaml: malformed YAML (line")
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        config_lib.read(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_typed_yaml_scalars_and_create_paths():
+    config = config_lib.resolve(
+        minimal(),
+        [
+            "training.epochs=7",
+            "optimizers.nero.learning_rate=2e-2",
+            "optimizers.sgd.name=sgd",
+            "optimizers.sgd.learning_rate=0.1",
+            "optimizers.nero.kwargs.constraints=center",
+            "schedule.name=warmup_multistep",
+            "schedule.milestones=[2, 4]",
+            "training.jit_compile=false",
+        ],
+    )
+    assert config.training.epochs == 7
+    assert config.optimizers["nero"].learning_rate == 0.02
+    assert config.optimizers["nero"].kwargs == {"constraints": "center"}
+    assert list(config.optimizers) == ["nero", "sgd"]
+    assert config.schedule.milestones == [2, 4]
+    assert config.training.jit_compile is False
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("training.epochs", "expected key.sub=value"),
+        ("training..epochs=3", "empty key"),
+        ("experiment.name=x", "experiment is not a mapping"),
+        ("training.epochs=[1", "malformed YAML"),
+        ("training.epochs=many", "training.epochs: expected an integer, got 'many'"),
+    ],
+)
+def test_bad_overrides(override, message):
+    assert message in error_of(minimal(experiment="e"), overrides=[override])
+
+
+def test_overrides_win_over_the_smoke_section():
+    raw = minimal(smoke={"training": {"epochs": 1, "batch_size": 4}})
+    config = config_lib.resolve(raw, ["training.epochs=3"], smoke=True)
+    assert (config.training.epochs, config.training.batch_size) == (3, 4)
+    assert config_lib.resolve(raw, ["training.epochs=3"]).training.batch_size == 128
+
+
+def test_schedule_defaults_fill_in():
+    config = config_lib.resolve(minimal(schedule={"name": "warmup_multistep"}))
+    assert config_lib.schedule_params(config.schedule) == {
+        "warmup_epochs": 5.0,
+        "milestones": [100, 150, 180],
+        "factor": 0.2,
+    }
+
+
+# ------------------------------------------------------------------ property-based
+
+# Keys of the schema (and near misses) so random configs reach deep paths.
+KEYS = [
+    "experiment",
+    "description",
+    "model",
+    "data",
+    "training",
+    "schedule",
+    "strategy",
+    "optimizers",
+    "logging",
+    "smoke",
+    "name",
+    "kwargs",
+    "model_kwargs",
+    "learning_rate",
+    "epochs",
+    "batch_size",
+    "seed",
+    "jit_compile",
+    "loss",
+    "path",
+    "data_dir",
+    "augment",
+    "like",
+    "input_shape",
+    "num_classes",
+    "milestones",
+    "warmup_epochs",
+    "factor",
+    "decay_rate",
+    "verbose",
+    "monitor_every",
+    "nero",
+    "sgd",
+    "adam",
+    "constraints",
+    "depth",
+    "width",
+    "epoch",
+    "",
+]
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(
+        [
+            "nero",
+            "sgd",
+            "adam",
+            "lamb+constraints",
+            "madam",
+            "digits",
+            "synthetic",
+            "mnist",
+            "mlp",
+            "vgg11",
+            "constant",
+            "exponential",
+            "warmup_cosine",
+            "auto",
+            "default",
+            "mirrored",
+            "center",
+            "x",
+        ]
+    ),
+    st.text(max_size=8),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.one_of(st.sampled_from(KEYS), st.integers(0, 3)), children, max_size=5
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+def _check_outcome(raw):
+    try:
+        config = config_lib.parse(raw)
+    except ConfigError as e:
+        assert "\n" not in str(e)
+        return
+    assert isinstance(config, config_lib.Config)
+    assert config_lib.parse(config_lib.to_dict(config)) == config
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(VALUES)
+def test_any_data_gives_a_config_or_a_config_error(raw):
+    _check_outcome(raw)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+
+
+BASE = quickstart.raw()
+BASE_PATHS = list(_paths(BASE))[1:]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(BASE_PATHS), VALUES)
+def test_a_valid_config_with_one_value_replaced_is_valid_or_a_config_error(path, value):
+    raw = copy.deepcopy(BASE)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    _check_outcome(raw)

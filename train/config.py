@@ -1,0 +1,670 @@
+"""Experiment configs as data: typed dataclasses, strict YAML, dotted overrides.
+
+A config file is YAML read with a safe loader. Its shape is the dataclass
+`Config` below; every unknown key and every wrongly typed value is a
+`ConfigError` whose one-line message names the key path:
+
+    optimizers.nero.learning_rate: expected a number, got 'fast'
+
+    experiment: cifar10-vgg11-fig6          # names the run directory
+    description: ...                         # free text, copied to meta.json
+    model:    {name: vgg11, kwargs: {...}}   # models.build(name, **kwargs)
+    data:     {name: cifar10, path: ..., data_dir: ..., augment: true}
+    training: {epochs: 200, batch_size: 128, seed: 0, jit_compile: auto, ...}
+    schedule: {name: warmup_multistep, warmup_epochs: 5, milestones: [...]}
+    strategy: default                        # default|mirrored|multiworker|tpu
+    optimizers:                              # one run per entry, own sub-directory
+      nero: {name: nero, learning_rate: 0.01, kwargs: {...}}
+      sgd:  {name: sgd, learning_rate: 0.1}
+    logging:  {verbose: 1, tensorboard: true, monitor_every: 50, ...}
+    smoke:    {...}                          # a partial config merged by --smoke
+
+`load(path, overrides, smoke)` is the whole pipeline: read the YAML, apply the
+`--set key.sub=value` overrides, merge the `smoke` section if asked, and parse
+and check the result. `to_dict(config)` gives back plain YAML-able data that
+`parse` turns into an equal config (the run directory's config.yaml).
+"""
+
+import copy
+import dataclasses
+import math
+import re
+import typing
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import yaml
+
+SCHEDULE_NAMES = (
+    "constant",
+    "warmup_multistep",
+    "exponential",
+    "warmup_cosine",
+    "linear_up_down",
+)
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+SYNTHETIC = "synthetic"
+
+
+class ConfigError(ValueError):
+    """A config is invalid. The message is one line and names the key path."""
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that also reads `1e-3` as a float.
+
+    YAML 1.1 (PyYAML) only takes exponent floats with a dot (`1.0e-3`), so a
+    learning rate written `1e-3` would otherwise be the *string* '1e-3'.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text, source="<string>"):
+    """Parse YAML text; a syntax error becomes a one-line `ConfigError`."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
+
+
+# ----------------------------------------------------------------------- schema
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """`models.build(name, **kwargs)`.
+
+    `input_shape` and `num_classes` default to the dataset's; give them in
+    `kwargs` to override.
+    """
+
+    name: str = "mlp"
+    kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """`train.data.load(name, path=..., data_dir=..., augment=...)`.
+
+    `name: synthetic` makes random, learnable images shaped like the dataset
+    `like` (its input shape and number of classes, unless `input_shape` /
+    `num_classes` say otherwise): offline, for smoke runs. It reads no files,
+    so `path` and `data_dir` are ignored (a smoke section can switch a config
+    to synthetic data whatever path the command line gives).
+    """
+
+    name: str = "digits"
+    path: Optional[str] = None
+    data_dir: Optional[str] = None
+    augment: bool = True
+    like: Optional[str] = None
+    input_shape: Optional[List[int]] = None
+    num_classes: Optional[int] = None
+    train_size: Optional[int] = None
+    test_size: Optional[int] = None
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """How long and how to train; shared by every optimizer of the config.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: global batch size.
+        seed: seeds the model init, the data order and augmentation.
+        jit_compile: "auto", true or false (see `train.strategy`).
+        loss: "cross_entropy" (from logits, integer labels).
+        steps_per_epoch: optional cap on training steps per epoch (smoke).
+        validation_freq: evaluate the test set every this many epochs.
+        metrics: "accuracy" and/or "top5".
+    """
+
+    epochs: int = 1
+    batch_size: int = 128
+    seed: int = 0
+    jit_compile: Union[bool, Literal["auto"]] = "auto"
+    loss: Literal["cross_entropy"] = "cross_entropy"
+    steps_per_epoch: Optional[int] = None
+    validation_freq: int = 1
+    metrics: List[Literal["accuracy", "top5"]] = dataclasses.field(
+        default_factory=lambda: ["accuracy"]
+    )
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+    """A learning-rate schedule of the paper, in epochs (see `train.schedules`).
+
+    Which fields apply depends on `name`; giving a field the named schedule
+    does not use is an error.
+
+    - constant: none.
+    - warmup_multistep (CIFAR): `warmup_epochs`, `milestones`, `factor`.
+    - exponential (MNIST MLPs): `decay_rate` every `decay_epochs`.
+    - warmup_cosine (ImageNet): `warmup_epochs`, `alpha`.
+    - linear_up_down (translation): `peak_epoch` (default: half the epochs).
+    """
+
+    name: Literal[SCHEDULE_NAMES] = "constant"
+    warmup_epochs: Optional[float] = None
+    milestones: Optional[List[int]] = None
+    factor: Optional[float] = None
+    decay_rate: Optional[float] = None
+    decay_epochs: Optional[float] = None
+    alpha: Optional[float] = None
+    peak_epoch: Optional[float] = None
+
+
+# Schedule fields each schedule takes, with their defaults.
+SCHEDULE_FIELDS = {
+    "constant": {},
+    "warmup_multistep": {
+        "warmup_epochs": 5.0,
+        "milestones": [100, 150, 180],
+        "factor": 0.2,
+    },
+    "exponential": {"decay_rate": 0.9, "decay_epochs": 1.0},
+    "warmup_cosine": {"warmup_epochs": 1.0, "alpha": 0.0},
+    "linear_up_down": {"peak_epoch": None},
+}
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """One run: an optimizer by name (see `train.optimizers.NAMES`).
+
+    `kwargs` go to the optimizer's constructor; `model_kwargs` override the
+    model's for this run only (e.g. Fig. 3 left compares initial scales).
+    """
+
+    name: str
+    learning_rate: float
+    kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    model_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LoggingConfig:
+    """What each run records besides history, metrics and plots.
+
+    Attributes:
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        tensorboard: write TensorBoard logs.
+        checkpoint: save the model (.keras) after every epoch.
+        backup: `BackupAndRestore`, so `--resume` continues an interrupted run.
+        monitor_every: NeroMonitor statistics every this many batches (0: off).
+        batch_log_every: train loss/accuracy every this many batches into
+            batches.csv (0: off); for per-iteration curves (Fig. 3 left).
+    """
+
+    verbose: Literal[0, 1, 2] = 1
+    tensorboard: bool = True
+    checkpoint: bool = True
+    backup: bool = True
+    monitor_every: int = 50
+    batch_log_every: int = 0
+
+
+@dataclasses.dataclass
+class Config:
+    """A whole experiment: one model and dataset, several optimizers."""
+
+    optimizers: Dict[str, OptimizerConfig]
+    experiment: str = "experiment"
+    description: str = ""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    strategy: Literal[STRATEGIES] = "default"
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    smoke: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# ------------------------------------------------------------ generic type parse
+
+
+def _describe(value):
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "...'"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _expected(tp):
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(
+            str(a).lower() if isinstance(a, bool) else str(a)
+            for a in typing.get_args(tp)
+        )
+    if origin in (list, List):
+        return "a list"
+    if origin in (dict, Dict) or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin is Union:
+        return " or ".join(
+            _expected(a) for a in typing.get_args(tp) if a is not type(None)
+        )
+    return str(tp)
+
+
+def _fail(path, message):
+    raise ConfigError(f"{path or '<config>'}: {message}")
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else str(key)
+
+
+def _parse(value, tp, path):
+    """`value` checked and converted to type `tp`, or a ConfigError at `path`."""
+    if tp is Any:
+        _check_finite(value, path)
+        return copy.deepcopy(value)
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _parse_dataclass(value, tp, path)
+    if origin is Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _parse(value, arg, path)
+            except ConfigError:
+                pass
+        _fail(path, f"expected {_expected(tp)}, got {_describe(value)}")
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            # true must not match 1, nor 1 match true.
+            if type(value) is type(choice) and value == choice:
+                return value
+        _fail(path, f"expected {_expected(tp)}, got {_describe(value)}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                _fail(path, f"expected a finite number, got {_describe(value)}")
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (list, List):
+        if isinstance(value, list):
+            (item,) = typing.get_args(tp)
+            return [_parse(v, item, _join(path, i)) for i, v in enumerate(value)]
+    elif origin in (dict, Dict):
+        if isinstance(value, dict):
+            _, item = typing.get_args(tp)
+            out = {}
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    _fail(path, f"keys must be strings, got {_describe(k)}")
+                out[k] = _parse(v, item, _join(path, k))
+            return out
+    else:  # pragma: no cover - a schema bug, not a user error
+        raise TypeError(f"unsupported schema type {tp!r} at {path}")
+    _fail(path, f"expected {_expected(tp)}, got {_describe(value)}")
+
+
+def _check_finite(value, path):
+    """Free-form values (kwargs) may hold anything YAML does, but no NaN/inf."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(path, f"expected a finite number, got {_describe(value)}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, _join(path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, _join(path, i))
+
+
+def _parse_dataclass(value, cls, path):
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        _fail(path, f"expected a mapping, got {_describe(value)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in value:
+        if not isinstance(key, str) or key not in fields:
+            valid = ", ".join(fields)
+            _fail(_join(path, key), f"unknown key (valid keys: {valid})")
+    kwargs = {}
+    for name, field in fields.items():
+        if name in value:
+            kwargs[name] = _parse(value[name], hints[name], _join(path, name))
+        elif (
+            field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING
+        ):
+            _fail(_join(path, name), "missing (required)")
+    return cls(**kwargs)
+
+
+# ------------------------------------------------------------ value checks
+
+
+def _positive(path, value, allow_zero=False):
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        word = "non-negative" if allow_zero else "positive"
+        _fail(path, f"must be {word}, got {_describe(value)}")
+
+
+def _check(config):
+    """Checks beyond types: ranges, names, schedule fields, kwargs names."""
+    # Imported here: these pull in Keras / TensorFlow, the schema itself does not.
+    import models
+
+    from train import data as data_lib
+    from train import optimizers as optimizers_lib
+
+    t = config.training
+    for name in ("epochs", "batch_size", "validation_freq"):
+        _positive(f"training.{name}", getattr(t, name))
+    _positive("training.steps_per_epoch", t.steps_per_epoch)
+    _positive("training.seed", t.seed, allow_zero=True)
+    if not t.metrics:
+        _fail("training.metrics", "must name at least one metric")
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", config.experiment):
+        _fail(
+            "experiment",
+            "must be a name made of letters, digits, '.', '_', '+', '-' "
+            f"(it names the run directory), got {_describe(config.experiment)}",
+        )
+
+    if config.model.name not in models.names():
+        _fail(
+            "model.name",
+            f"unknown model {_describe(config.model.name)} "
+            f"(valid: {', '.join(models.names())})",
+        )
+    cls = models.spec(config.model.name).cls
+    _check_kwargs("model.kwargs", config.model.kwargs, cls, config.model.name)
+
+    d = config.data
+    valid_data = list(data_lib.names()) + [SYNTHETIC]
+    if d.name not in valid_data:
+        _fail(
+            "data.name",
+            f"unknown dataset {_describe(d.name)} (valid: {', '.join(valid_data)})",
+        )
+    synthetic_only = ("like", "input_shape", "num_classes", "train_size", "test_size")
+    if d.name == SYNTHETIC:
+        if d.like is None:
+            _fail(
+                "data.like",
+                f"required with data.name: synthetic (one of {', '.join(data_lib.names())})",
+            )
+        if d.like not in data_lib.names():
+            _fail(
+                "data.like",
+                f"unknown dataset {_describe(d.like)} (valid: {', '.join(data_lib.names())})",
+            )
+        for name in ("num_classes", "train_size", "test_size"):
+            _positive(f"data.{name}", getattr(d, name))
+        if d.input_shape is not None and (
+            not d.input_shape or any(s < 1 for s in d.input_shape)
+        ):
+            _fail("data.input_shape", f"must be positive sizes, got {d.input_shape}")
+    else:
+        for name in synthetic_only:
+            if getattr(d, name) is not None:
+                _fail(f"data.{name}", "only applies to data.name: synthetic")
+
+    s = config.schedule
+    allowed = SCHEDULE_FIELDS[s.name]
+    for field in dataclasses.fields(ScheduleConfig):
+        value = getattr(s, field.name)
+        if field.name == "name" or value is None:
+            continue
+        if field.name not in allowed:
+            _fail(
+                f"schedule.{field.name}",
+                f"not a parameter of schedule '{s.name}' "
+                f"(its parameters: {', '.join(allowed) or 'none'})",
+            )
+    for name in ("warmup_epochs", "decay_epochs", "peak_epoch"):
+        _positive(
+            f"schedule.{name}", getattr(s, name), allow_zero=name == "warmup_epochs"
+        )
+    if s.factor is not None and not 0 < s.factor <= 1:
+        _fail("schedule.factor", f"must be in (0, 1], got {s.factor}")
+    if s.decay_rate is not None and not 0 < s.decay_rate <= 1:
+        _fail("schedule.decay_rate", f"must be in (0, 1], got {s.decay_rate}")
+    if s.alpha is not None and not 0 <= s.alpha <= 1:
+        _fail("schedule.alpha", f"must be in [0, 1], got {s.alpha}")
+    if s.milestones is not None:
+        if any(m < 1 for m in s.milestones) or s.milestones != sorted(
+            set(s.milestones)
+        ):
+            _fail(
+                "schedule.milestones",
+                f"must be increasing positive epochs, got {s.milestones}",
+            )
+
+    if not config.optimizers:
+        _fail("optimizers", "must list at least one optimizer")
+    for label, opt in config.optimizers.items():
+        path = f"optimizers.{label}"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_+-]*", label):
+            _fail(
+                path,
+                "a label must be letters, digits, '_', '+', '-' (it names a sub-directory)",
+            )
+        if opt.name not in optimizers_lib.NAMES:
+            _fail(
+                f"{path}.name",
+                f"unknown optimizer {_describe(opt.name)} "
+                f"(valid: {', '.join(optimizers_lib.NAMES)})",
+            )
+        _positive(f"{path}.learning_rate", opt.learning_rate)
+        try:
+            optimizers_lib.check_kwargs(opt.name, opt.kwargs)
+        except optimizers_lib.UnknownArgument as e:
+            _fail(f"{path}.kwargs.{e.key}", str(e))
+        except ValueError as e:
+            _fail(f"{path}.name", str(e))
+        _check_kwargs(f"{path}.model_kwargs", opt.model_kwargs, cls, config.model.name)
+
+    lv = config.logging
+    _positive("logging.monitor_every", lv.monitor_every, allow_zero=True)
+    _positive("logging.batch_log_every", lv.batch_log_every, allow_zero=True)
+
+
+def _check_kwargs(path, kwargs, cls, model_name):
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [p for p in params if p != "self"]
+    for key in kwargs:
+        if key not in valid:
+            _fail(
+                _join(path, key),
+                f"not an argument of model '{model_name}' ({cls.__name__}; "
+                f"valid: {', '.join(valid)})",
+            )
+
+
+# ------------------------------------------------------------------ pipeline
+
+
+def parse(raw):
+    """A checked `Config` from plain data (a YAML document), or ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"<config>: expected a mapping at the top level, got {_describe(raw)}"
+        )
+    config = _parse_dataclass(raw, Config, "")
+    _check(config)
+    if config.smoke:
+        # The smoke section must make a valid config too, checked up front so
+        # a broken smoke section fails without --smoke as well.
+        try:
+            _check(_parse_dataclass(merge(raw, config.smoke), Config, ""))
+        except ConfigError as e:
+            raise ConfigError(f"{e} (after merging the smoke section)") from None
+    return config
+
+
+def merge(base, *updates):
+    """Deep merge of mappings (later wins); returns a new dict."""
+    out = copy.deepcopy(base)
+    for update in updates:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text):
+    """`"a.b.c=value"` -> (["a", "b", "c"], parsed YAML value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected key.sub=value")
+    key, _, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text}: empty key in {key.strip()!r}")
+    return parts, yaml_load(value, source=f"--set {key.strip()}")
+
+
+def apply_overrides(raw, overrides):
+    """Apply `--set` overrides (strings `key.sub=value`) to plain data."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"--set {text}: {'.'.join(parts[: i + 1])} is not a mapping"
+                )
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def resolve(raw, overrides=(), smoke=False):
+    """Raw config data + `--set` overrides (+ the smoke section) -> Config.
+
+    Overrides win over the smoke section: they are applied, the smoke section
+    merged, and the overrides applied once more.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"<config>: expected a mapping at the top level, got {_describe(raw)}"
+        )
+    raw = apply_overrides(raw, overrides)
+    if smoke:
+        section = raw.get("smoke") or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"smoke: expected a mapping, got {_describe(section)}")
+        raw = apply_overrides(merge(raw, section), overrides)
+    return parse(raw)
+
+
+def read(path):
+    """Plain data from a YAML file; a missing or malformed file is ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    return yaml_load(text, source=str(path))
+
+
+def load(path, overrides=(), smoke=False):
+    """`read` + `resolve`."""
+    return resolve(read(path), overrides, smoke)
+
+
+def to_dict(config):
+    """Plain data (YAML-able) that `parse` turns back into an equal config."""
+    out = dataclasses.asdict(config)
+    out["schedule"] = {k: v for k, v in out["schedule"].items() if v is not None}
+    order = [
+        "experiment",
+        "description",
+        "model",
+        "data",
+        "training",
+        "schedule",
+        "strategy",
+        "optimizers",
+        "logging",
+        "smoke",
+    ]
+    return {key: out[key] for key in order}
+
+
+def dump(config):
+    """The config as YAML text."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
+
+
+def schedule_params(schedule):
+    """The named schedule's parameters, defaults filled in."""
+    params = dict(SCHEDULE_FIELDS[schedule.name])
+    for key in params:
+        value = getattr(schedule, key)
+        if value is not None:
+            params[key] = value
+    return params

@@ -1,0 +1,212 @@
+"""What a run writes besides checkpoints: meta.json, history, plots, tables."""
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+# Curves worth plotting, in panel order: (title, [(log key, legend label)]).
+PANELS = (
+    ("loss", [("loss", "train"), ("val_loss", "test")]),
+    ("accuracy", [("accuracy", "train"), ("val_accuracy", "test")]),
+    (
+        "Nero monitor",
+        [
+            ("nero/mean_angle", "mean turn per step (rad)"),
+            ("nero/max_norm_error", "max |norm - 1|"),
+        ],
+    ),
+)
+
+
+def write_json(path, data):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_plain(data), f, indent=2, sort_keys=False, allow_nan=False)
+        f.write("\n")
+
+
+def _plain(value):
+    """JSON-safe: NaN/inf become null, tuples lists, numpy scalars floats."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return number if math.isfinite(number) else None
+
+
+def git_revision(path):
+    """`(commit, dirty)` of the git checkout holding `path`, or (None, None)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", path, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit or None, bool(status.strip())
+
+
+def meta(*, argv, selection, smoke, experiment, description, only=None):
+    """The environment and command that produced a run (meta.json)."""
+    import keras
+    import tensorflow as tf
+
+    import nero_tf
+
+    commit, dirty = git_revision(os.path.dirname(os.path.abspath(nero_tf.__file__)))
+    return {
+        "experiment": experiment,
+        "description": description,
+        "command": ["python", "-m", "train", *argv],
+        "smoke": smoke,
+        "only": only,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "nero_tf_version": nero_tf.__version__,
+        "git_revision": commit,
+        "git_dirty": dirty,
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "platform": platform.platform(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "strategy": selection.describe(),
+    }
+
+
+def read_history_csv(path):
+    """Keras CSVLogger output -> {key: [float or None per epoch]} (with 'epoch')."""
+    if not os.path.exists(path):
+        return {}
+    history = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            for key, text in row.items():
+                try:
+                    value = float(text)
+                except (TypeError, ValueError):
+                    value = None
+                if value is not None and not math.isfinite(value):
+                    value = None
+                history.setdefault(key, []).append(value)
+    if "epoch" in history:
+        history["epoch"] = [int(e) if e is not None else None for e in history["epoch"]]
+    return history
+
+
+def _series(history, key):
+    values = history.get(key) or []
+    points = [(i + 1, v) for i, v in enumerate(values) if v is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed (or wanted)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run(history, path, title):
+    """Learning curves of one run: loss, accuracy (and Nero monitor) per epoch."""
+    plt = _pyplot()
+    panels = [p for p in PANELS if any(history.get(k) for k, _ in p[1])]
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6)
+    )
+    axes = list(axes) if len(panels) > 1 else [axes]
+    for ax, (name, curves) in zip(axes, panels):
+        for key, label in curves:
+            x, y = _series(history, key)
+            if x:
+                ax.plot(x, y, marker="o" if len(x) < 15 else None, ms=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        if name == "Nero monitor":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_comparison(histories, path, title):
+    """One line per run: train loss, train accuracy, test accuracy per epoch."""
+    plt = _pyplot()
+    panels = [
+        ("train loss", "loss", True),
+        ("train accuracy", "accuracy", False),
+        ("test accuracy", "val_accuracy", False),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8))
+    for ax, (name, key, log_scale) in zip(axes, panels):
+        for label, history in histories.items():
+            x, y = _series(history, key)
+            if x:
+                ax.plot(x, y, marker="o" if len(x) < 15 else None, ms=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        if log_scale:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+COLUMNS = (
+    ("run", "label", "{}"),
+    ("optimizer", "optimizer", "{}"),
+    ("lr", "learning_rate", "{:g}"),
+    ("train loss", "final_train_loss", "{:.4g}"),
+    ("train acc", "final_train_accuracy", "{:.4f}"),
+    ("test loss", "test_loss", "{:.4g}"),
+    ("test acc", "test_accuracy", "{:.4f}"),
+    ("time (s)", "wall_time_s", "{:.1f}"),
+)
+
+
+def table(rows):
+    """A plain-text comparison table of runs' metrics."""
+    header = [c[0] for c in COLUMNS]
+    lines = [header]
+    for row in rows:
+        cells = []
+        for _, key, fmt in COLUMNS:
+            value = row.get(key)
+            cells.append("-" if value is None else fmt.format(value))
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines
+    ]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)

@@ -1,0 +1,144 @@
+"""The one place that picks a `tf.distribute` strategy and the XLA setting.
+
+Everything else in the harness is strategy-agnostic: it builds the model and
+the optimizer inside `strategy.scope()` and calls `model.fit`.
+
+- default: TensorFlow's default strategy (one device: the first GPU, or CPU).
+- mirrored: `MirroredStrategy` over every local GPU (synchronous data
+  parallelism; the global batch is split between replicas).
+- multiworker: `MultiWorkerMirroredStrategy`, the cluster read from the
+  `TF_CONFIG` environment variable (each worker runs the same command).
+  Keras 3.15's `model.fit` fails under it with more than one worker
+  (keras-team/keras issue 20585, reproduced here), so for now that is refused
+  up front with a clear error rather than failing on the first batch.
+- tpu: `TPUStrategy` through `TPUClusterResolver` (a Cloud TPU VM, or
+  `TPU_NAME`).
+
+`jit_compile` (XLA): "auto" lets Keras decide (True on GPU, False on CPU and
+under any strategy). keras-facts.md measured that MirroredStrategy with more
+than one replica and `jit_compile=True` fails for every optimizer, built-in
+ones included, so there it is turned off, with the reason logged.
+"""
+
+import dataclasses
+import json
+import os
+
+
+def _keras_version():
+    import keras
+
+    return keras.__version__
+
+
+class StrategyError(RuntimeError):
+    """The requested strategy cannot be set up here (one-line message)."""
+
+
+@dataclasses.dataclass
+class Selection:
+    """What `select` chose: the strategy, the `jit_compile` to pass to
+    `model.compile`, and notes explaining any change (logged, and written to
+    meta.json)."""
+
+    name: str
+    strategy: object
+    jit_compile: object
+    notes: list
+
+    @property
+    def num_replicas(self):
+        return int(self.strategy.num_replicas_in_sync)
+
+    def describe(self):
+        return {
+            "name": self.name,
+            "class": type(self.strategy).__name__,
+            "num_replicas": self.num_replicas,
+            "jit_compile": self.jit_compile,
+            "notes": list(self.notes),
+        }
+
+
+def decide_jit(name, num_replicas, jit_compile):
+    """`(jit_compile, notes)` to use under strategy `name` with `num_replicas`.
+
+    The rule on its own, so it can be checked without the hardware: XLA is
+    turned off for data-parallel strategies with several replicas (it fails
+    there for every optimizer; keras-facts.md), and is moot on TPUs.
+    """
+    notes = []
+    if name in ("mirrored", "multiworker") and num_replicas > 1 and jit_compile is True:
+        jit_compile = False
+        notes.append(
+            "jit_compile=True turned off: MirroredStrategy-style data parallelism "
+            "with several replicas and XLA fails for every optimizer in TF 2.21 / "
+            "Keras 3 (keras-facts.md)"
+        )
+    if name == "tpu" and jit_compile is not True:
+        notes.append("TPUs always compile with XLA; jit_compile is moot there")
+    return jit_compile, notes
+
+
+def select(name, jit_compile="auto"):
+    """Create the strategy `name` and decide `jit_compile` for it.
+
+    Args:
+        name: "default", "mirrored", "multiworker" or "tpu".
+        jit_compile: the config's "auto", True or False.
+
+    Returns:
+        A `Selection`.
+
+    Raises:
+        StrategyError: the strategy cannot be created here (no TF_CONFIG for
+            multiworker, no TPU found, ...).
+    """
+    import tensorflow as tf
+
+    if name == "default":
+        strategy = tf.distribute.get_strategy()
+    elif name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif name == "multiworker":
+        raw = os.environ.get("TF_CONFIG")
+        if not raw:
+            raise StrategyError(
+                "strategy multiworker needs the TF_CONFIG environment variable "
+                "(cluster and task of this worker); see "
+                "https://www.tensorflow.org/guide/distributed_training"
+            )
+        try:
+            cluster = json.loads(raw).get("cluster", {})
+        except (ValueError, AttributeError) as e:
+            raise StrategyError(f"TF_CONFIG is not a valid JSON object: {e}") from None
+        workers = sum(len(cluster.get(k) or []) for k in ("chief", "worker"))
+        if workers > 1:
+            # Measured here (keras-facts.md, and again with this harness): with
+            # two workers Keras 3.15's model.fit fails on its first batch,
+            # "Attempt to convert a value (PerReplica...)", even with SGD.
+            raise StrategyError(
+                f"strategy multiworker: model.fit under MultiWorkerMirroredStrategy with "
+                f"{workers} workers fails in Keras {_keras_version()} "
+                "(keras-team/keras issue 20585); use strategy mirrored on one machine"
+            )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            first = (
+                str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            )
+            raise StrategyError(f"strategy tpu: no TPU found ({first})") from None
+        strategy = tf.distribute.TPUStrategy(resolver)
+    else:
+        raise StrategyError(
+            f"unknown strategy {name!r} (valid: default, mirrored, multiworker, tpu)"
+        )
+    jit_compile, notes = decide_jit(
+        name, int(strategy.num_replicas_in_sync), jit_compile
+    )
+    return Selection(name=name, strategy=strategy, jit_compile=jit_compile, notes=notes)
