@@ -13,7 +13,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BACKEND_AGNOSTIC = ["tests/test_nero.py", "tests/test_layouts.py"]
+BACKEND_AGNOSTIC = ["tests/test_nero.py", "tests/test_layouts.py", "tests/test_baselines.py"]
 
 
 @pytest.mark.slow
