@@ -19,7 +19,7 @@ from nero_tf.backend import build_scope
 
 
 @keras.saving.register_keras_serializable(package="nero_tf")
-class Constrained(keras.optimizers.Optimizer):
+class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     """Wrapper that keeps any optimizer on Nero's balanced-network constraints.
 
     After every step of the wrapped optimizer, each constrained neuron is
@@ -120,16 +120,10 @@ class Constrained(keras.optimizers.Optimizer):
         # Eagerly, even when Keras builds inside a traced step (see Nero).
         with build_scope():
             super().build(var_list)
-            self._neuron_layouts = [
-                layouts_lib.resolve(v.path, v.shape, self.layouts) for v in var_list
-            ]
-            layouts_lib.warn_guesses(self._neuron_layouts, owner=self.name)
-            self._constrained = [
-                constraints_lib.is_constrained(
-                    l, self.center, self.normalize, self.unconstrained
-                )
-                for l in self._neuron_layouts
-            ]
+            self._neuron_layouts, self._constrained = constraints_lib.plan(
+                var_list, self.layouts, self.center, self.normalize,
+                self.unconstrained, owner=self.name,
+            )
             # A restored checkpoint sets this as the variable is created.
             self._projected = self.add_variable((), "zeros", "int", name="projected")
             if not int(self._projected.numpy()):
@@ -223,26 +217,11 @@ class Constrained(keras.optimizers.Optimizer):
         w = layout.project(w, self.center, self.normalize)
         self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
 
-    def neuron_layouts(self):
-        """The `NeuronLayout` of each variable (after `build`)."""
-        self._require_built("neuron_layouts")
-        return list(self._neuron_layouts)
-
-    def summary(self, print_fn=None):
-        """Print, per variable, its neurons and whether it is projected."""
-        self._require_built("summary")
-        table = layouts_lib.format_table(self._neuron_layouts, self._constrained)
-        (print_fn or print)(
+    def _summary_title(self):
+        return (
             f"{self.name} ({self.inner_optimizer.name} + constraints="
-            f"{self.constraints!r}):\n{table}"
+            f"{self.constraints!r}):"
         )
-
-    def _require_built(self, what):
-        if not self.built:
-            raise ValueError(
-                f"Call `build(model.trainable_variables)` (or train a step) "
-                f"before `{what}()`: layouts are decided when it is built."
-            )
 
     def get_config(self):
         # Not super().get_config(): the base arguments belong to the inner

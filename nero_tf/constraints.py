@@ -75,3 +75,50 @@ def is_constrained(layout, center, normalize, unconstrained):
     return not any(
         layout.path == p or fnmatch.fnmatchcase(layout.path, p) for p in unconstrained
     )
+
+
+def plan(var_list, layouts, center, normalize, unconstrained, owner):
+    """`(neuron layouts, constrained flags)` for an optimizer's variables.
+
+    Resolves every variable's `NeuronLayout` (warning once, naming any guessed
+    ones) and decides which are projected.
+    """
+    neuron_layouts = [layouts_lib.resolve(v.path, v.shape, layouts) for v in var_list]
+    layouts_lib.warn_guesses(neuron_layouts, owner=owner)
+    constrained = [
+        is_constrained(layout, center, normalize, unconstrained)
+        for layout in neuron_layouts
+    ]
+    return neuron_layouts, constrained
+
+
+class LayoutReport:
+    """`neuron_layouts()` and `summary()` for an optimizer built with `plan`.
+
+    The optimizer keeps `_neuron_layouts` and `_constrained` from `plan` and
+    names itself in `_summary_title()`.
+    """
+
+    def neuron_layouts(self):
+        """The `NeuronLayout` of each variable (after `build`)."""
+        self._require_built("neuron_layouts")
+        return list(self._neuron_layouts)
+
+    def summary(self, print_fn=None):
+        """Print what was decided for each variable.
+
+        One row per variable: path, shape, fan-in axes, number of neurons,
+        whether it is projected onto the constraint set, and the rule that
+        decided (layer class, variable name, override or guess).
+        """
+        self._require_built("summary")
+        table = layouts_lib.format_table(self._neuron_layouts, self._constrained)
+        (print_fn or print)(f"{self._summary_title()}\n{table}")
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"Call `build(model.trainable_variables)` (or train a step) "
+                f"before `{what}()`: neuron layouts are decided when the "
+                "optimizer is built."
+            )

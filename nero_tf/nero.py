@@ -7,11 +7,10 @@ from keras import ops
 from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
 from nero_tf import constraints as constraints_lib
-from nero_tf import layouts as layouts_lib
 from nero_tf.backend import build_scope, dense_gradient
 
 @keras.saving.register_keras_serializable(package="nero_tf")
-class Nero(keras.optimizers.Optimizer):
+class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     """Optimizer that implements the Nero algorithm ("neuronal rotator").
 
     Nero makes per-neuron relative updates and keeps every neuron's weight
@@ -159,16 +158,10 @@ class Nero(keras.optimizers.Optimizer):
             return
         with build_scope():
             super().build(var_list)
-            self._neuron_layouts = [
-                layouts_lib.resolve(v.path, v.shape, self.layouts) for v in var_list
-            ]
-            layouts_lib.warn_guesses(self._neuron_layouts, owner=self.name)
-            self._constrained = [
-                constraints_lib.is_constrained(
-                    l, self.center, self.normalize, self.unconstrained
-                )
-                for l in self._neuron_layouts
-            ]
+            self._neuron_layouts, self._constrained = constraints_lib.plan(
+                var_list, self.layouts, self.center, self.normalize,
+                self.unconstrained, owner=self.name,
+            )
 
             projected, scales = [], []
             for variable, layout, constrained in zip(
@@ -284,34 +277,13 @@ class Nero(keras.optimizers.Optimizer):
         positive = v_hat > 0
         return ops.where(positive, lr * ops.rsqrt(ops.where(positive, v_hat, 1.0)), 0.0)
 
-    def neuron_layouts(self):
-        """The `NeuronLayout` Nero uses for each variable (after `build`)."""
-        self._require_built("neuron_layouts")
-        return list(self._neuron_layouts)
-
-    def summary(self, print_fn=None):
-        """Print what Nero decided for each variable.
-
-        One row per variable: path, shape, fan-in axes, number of neurons,
-        whether it is projected onto the constraint set, and the rule that
-        decided (layer class, variable name, override or guess).
-        """
-        self._require_built("summary")
-        table = layouts_lib.format_table(self._neuron_layouts, self._constrained)
+    def _summary_title(self):
         state = sum(math.prod(v.shape) for v in self._velocities)
         weights = sum(math.prod(l.shape) for l in self._neuron_layouts)
-        text = (
+        return (
             f"{self.name}: {len(self._neuron_layouts)} variables, {weights:,} "
-            f"weights, {state:,} per-neuron statistics\n{table}"
+            f"weights, {state:,} per-neuron statistics"
         )
-        (print_fn or print)(text)
-
-    def _require_built(self, what):
-        if not self.built:
-            raise ValueError(
-                f"Call `build(model.trainable_variables)` (or train a step) "
-                f"before `{what}()`: Nero decides layouts when it is built."
-            )
 
     def get_config(self):
         config = super().get_config()
