@@ -14,7 +14,6 @@ import keras
 from keras import ops
 
 from nero_tf import constraints as constraints_lib
-from nero_tf import layouts as layouts_lib
 from nero_tf.backend import build_scope
 
 
