@@ -2,7 +2,9 @@
 
 Modules: `config` (the schema), `data` (offline-safe datasets), `optimizers`
 (by name), `schedules` (the paper's learning-rate schedules), `strategy`
-(tf.distribute and XLA, in one place), `callbacks` (`NeroMonitor`, ...),
-`runner` (one run directory per experiment), `report` (meta, history, plots),
-`quickstart` (the default config).
+(tf.distribute and XLA, in one place), `loop` (the training loop: `model.fit`'s
+behaviour under every strategy, multi-worker included, with exact resumption
+from backups), `callbacks` (`NeroMonitor`, `NonFiniteLoss`, ...), `diagnose`
+(where a NaN/Inf started), `runner` (one run directory per experiment),
+`report` (meta, history, plots), `quickstart` (the default config).
 """

@@ -7,16 +7,24 @@
     python -m train --config FILE --smoke            # seconds, offline, tiny
     python -m train --config FILE --only nero --out runs/mine --overwrite
 
-Errors in the input (config, overrides, data, run directory) print one line
-on stderr and exit with status 2; training failures exit with 1.
+Running the same command again on the same --out continues an unfinished run
+from its last backup, exactly (killed, preempted, interrupted: see
+train.loop); a finished run, or a run of another config, is refused unless
+--overwrite replaces it.
+
+Errors in the input (config, overrides, data, run directory, backups of
+another model) print one line on stderr and exit with status 2; training
+failures (a NaN/Inf loss) exit with 1, after the other runs.
 """
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 EXIT_BAD_INPUT = 2
+EXIT_TRAINING_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +72,16 @@ def _parser():
         "--overwrite", action="store_true", help="replace an existing run directory"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run in --out"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (what rerunning the same command does anyway); "
+        "with a finished run, keep it and rewrite its summary",
+    )
+    parser.add_argument(
+        "--worker-dir",
+        metavar="DIR",
+        help="strategy multiworker, non-chief workers: write here instead of a temporary "
+        "directory removed at the end (only the chief writes --out)",
     )
     parser.add_argument(
         "--only", metavar="LABEL", help="run only this one of the config's optimizers"
@@ -81,33 +98,171 @@ def _fail(message, status=EXIT_BAD_INPUT):
     return status
 
 
-def _prepare_out(out, *, overwrite, resume):
-    """Make the run directory; refuse to clobber one unless told to."""
+def _stored_config(out):
+    """The resolved config a run directory was started with (plain data), or None."""
+    from train import config as config_lib
+    from train.runner import SetupError
+
+    path = os.path.join(out, "config.yaml")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        return config_lib.to_dict(config_lib.parse(config_lib.yaml_load(text, source=path)))
+    except (OSError, UnicodeDecodeError, config_lib.ConfigError) as e:
+        raise SetupError(
+            f"run directory {out}: cannot read its config.yaml ({e}); use another --out, "
+            "or --overwrite to replace it"
+        ) from None
+
+
+LOCK = ".lock"
+
+
+def _lock_owner(out):
+    """The pid of a live process on this host writing run directory `out`, or None.
+
+    A lock naming another host cannot be checked and is ignored (a run killed on
+    one machine may be continued on another); so is a stale one (a killed run).
+    """
+    import socket
+
+    try:
+        with open(os.path.join(out, LOCK), encoding="utf-8") as f:
+            host, _, pid = f.read().strip().partition(" ")
+        pid = int(pid)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _lock(out):
+    import socket
+
+    path = os.path.join(out, LOCK)
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _unlock(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            mine = f.read().split()[-1] == str(os.getpid())
+        if mine:
+            os.remove(path)
+    except (OSError, IndexError):
+        pass
+
+
+def _default_out(config, labels):
+    """`runs/<experiment>-<time>`, or the newest unfinished run of this config there.
+
+    So that the same command without --out continues where it was killed, as
+    with it.
+    """
+    import glob
+
+    from train import config as config_lib
+    from train import runner
+    from train.runner import SetupError
+
+    mine = config_lib.to_dict(config)
+    pattern = os.path.join("runs", glob.escape(f"{config.experiment}-") + "*")
+    for out in sorted(glob.glob(pattern), reverse=True):
+        if not os.path.isdir(out):
+            continue
+        try:
+            stored = _stored_config(out)
+        except SetupError:
+            continue
+        if stored is None or config_lib.differences(stored, mine) or _lock_owner(out):
+            continue
+        if all(runner.finished(os.path.join(out, label)) for label in labels):
+            continue
+        return out
+    out = os.path.join("runs", f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}")
+    fresh, n = out, 1
+    while os.path.exists(fresh):  # several runs within a second
+        n += 1
+        fresh = f"{out}-{n}"
+    return fresh
+
+
+def _prepare_out(out, config, labels, *, overwrite, resume):
+    """Make or check the run directory. Returns "new" or "resume".
+
+    An existing run directory is continued when its config.yaml is the same
+    resolved config and some requested run has not finished; it is refused when
+    the config differs or every requested run finished (unless --overwrite, which
+    replaces it, or --resume, which keeps a finished run).
+    """
     import shutil
 
+    from train import config as config_lib
+    from train import runner
     from train.runner import SetupError
 
     if overwrite and resume:
         raise SetupError("--overwrite and --resume exclude each other")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SetupError(f"run directory {out} exists and is not a directory")
-    if os.path.isdir(out) and os.listdir(out):
+    owner = _lock_owner(out) if os.path.isdir(out) else None
+    if owner is not None:
+        raise SetupError(
+            f"run directory {out} is in use by process {owner} on this host "
+            f"(remove {os.path.join(out, LOCK)} if that process is not this harness)"
+        )
+    entries = os.listdir(out) if os.path.isdir(out) else []
+    if not [e for e in entries if not e.startswith(LOCK)]:  # a stale lock alone: empty
         if resume:
-            return
-        if not overwrite:
-            raise SetupError(
-                f"run directory {out} already exists and is not empty "
-                "(--overwrite replaces it, --resume continues it)"
-            )
+            raise SetupError(f"--resume: no run to continue in {out}")
+        os.makedirs(out, exist_ok=True)
+        return "new"
+    stored = _stored_config(out) if not overwrite else None
+    if overwrite:
         if not os.path.exists(os.path.join(out, "config.yaml")):
             raise SetupError(
                 f"refusing to --overwrite {out}: it does not look like a run directory "
                 "(no config.yaml)"
             )
         shutil.rmtree(out)
-    elif resume:
-        raise SetupError(f"--resume: no run to continue in {out}")
-    os.makedirs(out, exist_ok=True)
+        os.makedirs(out)
+        return "new"
+    if stored is None:
+        if resume:
+            raise SetupError(f"--resume: no run to continue in {out} (no config.yaml)")
+        raise SetupError(
+            f"run directory {out} already exists and is not empty, and is not a run "
+            "directory (no config.yaml); use another --out"
+        )
+    differences = config_lib.differences(stored, config_lib.to_dict(config))
+    if differences:
+        key, there, here = differences[0]
+        more = f" and {len(differences) - 1} more" if len(differences) > 1 else ""
+        raise SetupError(
+            f"run directory {out} already exists and holds a run of another config "
+            f"({key}: {config_lib.describe(there)} there, {config_lib.describe(here)} "
+            f"here{more}); use another --out, or --overwrite to replace it"
+        )
+    done = all(runner.finished(os.path.join(out, label)) for label in labels)
+    if done and not resume:
+        raise SetupError(
+            f"run directory {out} already exists and holds a finished run of this config "
+            "(--overwrite replaces it, --resume keeps it)"
+        )
+    return "resume"
 
 
 def main(argv=None):
@@ -139,15 +294,43 @@ def main(argv=None):
         if args.print_config:
             print(config_lib.dump(config), end="")
             return 0
-        out = args.out or os.path.join(
-            "runs", f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-        _prepare_out(out, overwrite=args.overwrite, resume=args.resume)
+        from train import strategy as strategy_lib
+
+        chief = strategy_lib.is_chief(config.strategy)
+        if config.strategy == "multiworker" and not args.out:
+            raise SetupError(
+                "strategy multiworker needs --out: every worker must name the same run "
+                "directory (the chief writes it; the others resume from it)"
+            )
+        if args.worker_dir and chief:
+            raise SetupError("--worker-dir is for the non-chief workers of a multiworker run")
+        labels = [args.only] if args.only is not None else list(config.optimizers)
+        out = args.out
+        if out is None:
+            out = os.path.join(
+                "runs", f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
+            if not args.overwrite:
+                out = _default_out(config, labels)
+        if chief:
+            mode = _prepare_out(
+                out, config, labels, overwrite=args.overwrite, resume=args.resume
+            )
+            write_dir, read_dir = out, out
+            lock = _lock(out)
+        else:
+            # Only the chief writes the run directory; this worker writes into its own
+            # directory (TensorFlow's advice) and resumes from the chief's backups.
+            mode = "worker"
+            write_dir = args.worker_dir or tempfile.mkdtemp(prefix="nero-train-worker-")
+            os.makedirs(write_dir, exist_ok=True)
+            read_dir = out
     except (config_lib.ConfigError, SetupError) as e:
         return _fail(e)
 
     import tensorflow as tf
 
+    from train import loop as loop_lib
     from train import runner
 
     # One model per run retraces Keras' train function each time: expected,
@@ -157,17 +340,43 @@ def main(argv=None):
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
-    created = not args.resume
+    if mode == "resume" and args.out is None:
+        print(f"continuing the unfinished run in {out} (--out chooses the run directory)")
     try:
         runner.run(
-            config, out, argv=argv, smoke=args.smoke, only=args.only, resume=args.resume
+            config,
+            write_dir,
+            argv=argv,
+            smoke=args.smoke,
+            only=args.only,
+            resume=mode == "resume",
+            read_dir=read_dir,
         )
-    except (config_lib.ConfigError, SetupError, StrategyError) as e:
-        _cleanup(out, created)
+    except (
+        config_lib.ConfigError,
+        SetupError,
+        StrategyError,
+        loop_lib.BackupMismatch,
+        loop_lib.WorkersDisagree,
+    ) as e:
+        _cleanup(write_dir, mode == "new")
         return _fail(e)
+    except loop_lib.TrainingFailed as e:
+        return _fail(e, status=EXIT_TRAINING_FAILED)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with --resume --out {out}", file=sys.stderr)
+        print(
+            f"\ninterrupted; the same command (or --resume --out {out}) continues from "
+            "the last backup",
+            file=sys.stderr,
+        )
         return 130
+    finally:
+        if mode == "worker" and not args.worker_dir:
+            import shutil
+
+            shutil.rmtree(write_dir, ignore_errors=True)
+        elif mode != "worker":
+            _unlock(lock)
     return 0
 
 

@@ -201,6 +201,90 @@ class NeroMonitor(keras.callbacks.Callback):
             for record in self.records:
                 writer.writerow(record)
 
+    def flush(self, path):
+        """Append the measurements so far to `path` and forget them (they are saved)."""
+        if self.records:
+            self.write_csv(path, append=True)
+            self.records = []
+
+
+class NonFiniteLoss(keras.callbacks.Callback):
+    """Stop at the first non-finite batch loss and say where the NaN / Inf started.
+
+    Like `keras.callbacks.TerminateOnNaN` it sets `model.stop_training` when a
+    batch's loss is NaN or Inf. It also records `failure`, a dict whose
+    `message` reads
+
+        non-finite loss (nan) at epoch E, batch B (global step S); first
+        non-finite values in layer L (its output)
+
+    (epochs, batches and steps counted from 0, as in history.csv and
+    batches.csv; S = E * steps_per_epoch + B), or "... (its weights: path)",
+    or "the input batch itself contains NaN or Inf", found by `locate(step)`:
+    the harness rewinds to the state before that step (its last backup plus a
+    replay) and re-runs the step's batch layer by layer (`train.diagnose`).
+    The harness loop raises `train.loop.TrainingFailed` with it; with
+    `model.fit`, read `callback.failure` after `fit` returns.
+
+    Args:
+        locate: `locate(step) -> text` (or a `train.diagnose.Finding`); None
+            to only report the step.
+    """
+
+    def __init__(self, locate=None):
+        super().__init__()
+        self.locate = locate
+        self.failure = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.failure = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or self.failure is not None or _finite(loss):
+            return
+        self.model.stop_training = True
+        steps = (self.params or {}).get("steps")
+        step = self._epoch * steps + batch if steps else None
+        found, layer, kind = None, None, None
+        if self.locate is not None and step is not None:
+            try:
+                found = self.locate(step)
+            except Exception as e:  # noqa: BLE001 - the report must still be made
+                text = " ".join(str(e).split()) or type(e).__name__
+                found = f"could not locate the first non-finite values ({text})"
+        if found is not None and not isinstance(found, str):
+            layer, kind, found = found.layer, found.kind, found.text
+        where = f"global step {step}" if step is not None else "global step unknown"
+        message = (
+            f"non-finite loss ({float(loss)}) at epoch {self._epoch}, batch {batch} "
+            f"({where})"
+        )
+        if found:
+            message += f"; {found}"
+        self.failure = {
+            "message": message,
+            "epoch": self._epoch,
+            "batch": batch,
+            "step": step,
+            "loss": str(float(loss)),
+            "layer": layer,
+            "kind": kind,
+        }
+
+
+def _finite(value):
+    import math
+
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
 
 class BatchLogger(keras.callbacks.Callback):
     """Training loss and metrics every `every` batches, into a CSV file.
@@ -244,6 +328,7 @@ class BatchLogger(keras.callbacks.Callback):
             if not self._header_written:
                 self._writer.writeheader()
         self._writer.writerow(row)
+        self._file.flush()  # a killed run keeps its rows (trimmed when it resumes)
 
     def on_train_end(self, logs=None):
         if self._file is not None:
@@ -286,20 +371,16 @@ def tensorboard_available():
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def standard(run_dir, logging, *, backup_dir=None, log=print):
+def standard(run_dir, logging, *, log=print):
     """The callbacks of one run, per the config's `logging` section.
 
     Returns `(callbacks, monitor)`; `monitor` is the NeroMonitor or None.
+    Backups are not a callback: the harness loop (`train.loop.Backup`) takes
+    them, so that a run resumes at the exact batch it was killed in.
     TensorBoard logs are skipped, with a note, when the `tensorboard` package
     is missing (`tensorflow-cpu` does not pull it in).
     """
     callbacks = []
-    if logging.backup:
-        callbacks.append(
-            keras.callbacks.BackupAndRestore(
-                backup_dir or os.path.join(run_dir, "backup")
-            )
-        )
     monitor = None
     if logging.monitor_every:
         monitor = NeroMonitor(every=logging.monitor_every, per_variable=True)

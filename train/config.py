@@ -83,6 +83,11 @@ def yaml_load(text, source="<string>"):
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        # PyYAML's own constructors fail this way on scalars its resolvers accept
+        # but cannot convert: `0b_`, `0x_`, `._`, `2001-13-45`, deep nesting...
+        problem = " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"{source}: malformed YAML: {problem}") from None
 
 
 # ----------------------------------------------------------------------- schema
@@ -135,6 +140,10 @@ class TrainingConfig:
         steps_per_epoch: optional cap on training steps per epoch (smoke).
         validation_freq: evaluate the test set every this many epochs.
         metrics: "accuracy" and/or "top5".
+        deterministic: make every op deterministic
+            (`tf.config.experimental.enable_op_determinism`): then a run, and
+            a run killed and resumed any number of times, give bit-identical
+            weights. Can be slower; some GPU ops have no deterministic kernel.
     """
 
     epochs: int = 1
@@ -147,6 +156,7 @@ class TrainingConfig:
     metrics: List[Literal["accuracy", "top5"]] = dataclasses.field(
         default_factory=lambda: ["accuracy"]
     )
+    deterministic: bool = False
 
 
 @dataclasses.dataclass
@@ -209,7 +219,12 @@ class LoggingConfig:
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         tensorboard: write TensorBoard logs.
         checkpoint: save the model (.keras) after every epoch.
-        backup: `BackupAndRestore`, so `--resume` continues an interrupted run.
+        backup: keep the whole training state (weights, optimizer, data
+            position, epoch metrics) in `<label>/backup/`, so that a killed
+            run, started again with the same command, continues exactly
+            where its last backup was taken; removed once the run finishes.
+        backup_every: also back up every this many batches (0: only at the
+            end of every epoch). A kill loses at most this many batches.
         monitor_every: NeroMonitor statistics every this many batches (0: off).
         batch_log_every: train loss/accuracy every this many batches into
             batches.csv (0: off); for per-iteration curves (Fig. 3 left).
@@ -219,6 +234,7 @@ class LoggingConfig:
     tensorboard: bool = True
     checkpoint: bool = True
     backup: bool = True
+    backup_every: int = 100
     monitor_every: int = 50
     batch_log_every: int = 0
 
@@ -513,6 +529,7 @@ def _check(config):
         _check_kwargs(f"{path}.model_kwargs", opt.model_kwargs, cls, config.model.name)
 
     lv = config.logging
+    _positive("logging.backup_every", lv.backup_every, allow_zero=True)
     _positive("logging.monitor_every", lv.monitor_every, allow_zero=True)
     _positive("logging.batch_log_every", lv.batch_log_every, allow_zero=True)
 
@@ -653,6 +670,23 @@ def to_dict(config):
         "smoke",
     ]
     return {key: out[key] for key in order}
+
+
+def differences(a, b, path=""):
+    """Key paths where plain data `a` and `b` differ, as `(path, value_a, value_b)`."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in list(a) + [k for k in b if k not in a]:
+            out += differences(a.get(key), b.get(key), _join(path, key))
+        return out
+    if a == b and type(a) is type(b):
+        return []
+    return [(path or "<config>", a, b)]
+
+
+def describe(value):
+    """A short one-line rendering of a config value (for messages)."""
+    return _describe(value)
 
 
 def dump(config):

@@ -89,6 +89,31 @@ class Dataset:
     test_size: int
     name: str
     batch_size: int = 0
+    # start_step -> the endless training stream from that global step (see `stream`).
+    stream_fn: Optional[Callable[[int], tf.data.Dataset]] = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    def stream(self, start_step: int = 0) -> tf.data.Dataset:
+        """The endless training stream, from global step ``start_step`` on.
+
+        Batch ``s`` of ``stream(0)`` is a pure function of the seed and ``s``: pass ``p``
+        (batches ``p * steps_per_epoch`` to ``(p + 1) * steps_per_epoch - 1``) is the
+        training set shuffled with a seed derived from ``(seed, p)``, and augmentation
+        seeds are derived from each example's and batch's global position. So
+        ``stream(k)`` yields exactly the batches ``k, k + 1, ...`` of ``stream(0)``,
+        without computing the first ``k`` (it skips whole passes for free, and only the
+        examples, not the augmented batches, of the pass it starts in). This is what
+        lets a killed run resume mid-epoch on exactly the batches an uninterrupted run
+        would have seen, whatever TensorFlow's global seed. For in-memory datasets (digits, mnist, cifar10, synthetic) it is exact; for
+        data streamed from TFDS shards (imagenet) it is as reproducible as TFDS' own
+        file order under a fixed ``shuffle_seed``.
+        """
+        if self.stream_fn is None:
+            raise ValueError(f"dataset {self.name!r} has no resumable stream")
+        if start_step < 0:
+            raise ValueError(f"start_step must be >= 0, got {start_step}")
+        return self.stream_fn(int(start_step))
 
     @property
     def steps_per_epoch(self) -> int:
@@ -386,12 +411,58 @@ _CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_FILE = "test_batch"
 
 
-def _read_cifar_batch(file: pathlib.Path):
-    # SECURITY: pickle can execute code. It is used here ONLY because python pickles are
-    # the official distribution format of "CIFAR-10 python version", and ONLY on local
-    # files the user explicitly pointed us at with path=. Nothing fetched is unpickled.
+class UnsafePickleError(ValueError):
+    """A pickle asked for something a CIFAR-10 batch never contains (refused, not run)."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """`pickle.Unpickler` that only rebuilds what CIFAR-10's python batches hold.
+
+    A pickle can name any importable callable and have it called (``os.system``,
+    ``subprocess.Popen``, ...). A CIFAR-10 batch is a dict of bytes, lists of ints and
+    one uint8 numpy array, so the only globals it may name are numpy's array
+    reconstruction (``_reconstruct``, ``ndarray``, ``dtype``) and, for pickles written
+    by Python 3 with protocol 2, ``_codecs.encode`` (how bytes are pickled there).
+    Anything else is refused before it is imported or called.
+    """
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise UnsafePickleError(
+                f"refusing to unpickle {module}.{name}: a CIFAR-10 batch holds only "
+                "numpy arrays, lists, bytes and ints (is this file really CIFAR-10?)"
+            )
+        return super().find_class(module, name)
+
+
+def _unpickle_cifar(file: pathlib.Path):
+    """A CIFAR-10 python batch, unpickled with `_CifarUnpickler` (never arbitrary code)."""
     with open(file, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
+        try:
+            return _CifarUnpickler(f, encoding="bytes").load()
+        except UnsafePickleError as e:
+            raise UnsafePickleError(f"{file}: {e}") from None
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as e:
+            raise ValueError(f"{file}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+
+
+def _read_cifar_batch(file: pathlib.Path):
+    # The official "CIFAR-10 python version" is a set of pickles. They are read with a
+    # restricted unpickler that can only rebuild numpy arrays and plain containers, so a
+    # tampered file cannot run code (see `_CifarUnpickler`).
+    batch = _unpickle_cifar(file)
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{file}: not a CIFAR-10 python batch (no b'data' / b'labels')")
     data = np.asarray(batch[b"data"], dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(f"{file}: expected b'data' of shape (N, 3072), got {data.shape}")
@@ -629,15 +700,37 @@ def names() -> tuple:
     return tuple(sorted(_REGISTRY))
 
 
-def _seeded(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-    """Pair every element with a stateless-RNG seed of shape [2].
+_END = np.iinfo(np.int64).max
+
+
+def _indexed_seeds(seed: int, first: int) -> tf.data.Dataset:
+    """Stateless-RNG seeds ``[seed, i]`` for global positions ``i = first, first + 1, ...``."""
+    base = tf.constant(seed, tf.int64)
+    return tf.data.Dataset.range(first, _END).map(lambda i: tf.stack([base, i]))
+
+
+def _shuffle_pass(examples: tf.data.Dataset, buffer: int, seed: int, p, count: int):
+    """Pass ``p`` (a scalar tensor) of ``examples``: shuffled by ``(seed, p)``, first ``count``.
+
+    Only for use inside a tf.data function (``flat_map``). The shuffle's op seed is a
+    tensor derived from ``(seed, p)``; the graph-level seed of the traced function is set
+    to a constant first, which makes the order independent of TensorFlow's global seed
+    and avoids a TF 2.21 bug: ``random_seed.get_seed`` compares ``(0, <tensor>)`` with
+    ``(0, 0)`` (a Python ``bool`` of a symbolic tensor) when the global seed is 0.
+    """
+    tf.random.set_seed(1)  # in a traced function: this function graph's seed only
+    op_seed = tf.constant(seed, tf.int64) * 1_000_003 + tf.cast(p, tf.int64)
+    return examples.shuffle(buffer, seed=op_seed, reshuffle_each_iteration=False).take(count)
+
+
+def _random_seeds(seed: int) -> tf.data.Dataset:
+    """Endless stateless-RNG seeds of shape [2], fresh but reproducible every iteration.
 
     ``Dataset.random`` with ``rerandomize_each_iteration`` gives fresh but reproducible
     augmentation every epoch, independent of tf.data's parallelism (unlike stateful
     RNG ops inside a parallel map).
     """
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return tf.data.Dataset.zip((seeds, ds))
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
 def load(
@@ -706,16 +799,9 @@ def load(
         train, test = train.cache(), test.cache()
 
     buffer = shuffle_buffer or spec.default_shuffle_buffer or train_size
-    train = train.shuffle(min(buffer, train_size), seed=seed, reshuffle_each_iteration=True)
-
+    shuffle_size = min(buffer, train_size)
     train_example_fn = spec.train_example_fn if augment else spec.test_example_fn
-    if train_example_fn is not None:
-        train = _seeded(train, seed + 1).map(
-            lambda s, xy: (train_example_fn(s, xy[0]), xy[1]), num_parallel_calls=AUTOTUNE
-        )
-    if spec.test_example_fn is not None:
-        test_fn = spec.test_example_fn
-        test = test.map(lambda x, y: (test_fn(None, x), y), num_parallel_calls=AUTOTUNE)
+    batch_fn = spec.train_batch_fn if augment else None
 
     norm = NORMALISATION[name]
     mean = tf.constant(norm["mean"], tf.float32)
@@ -726,28 +812,68 @@ def load(
         # Raw pixels -> [0, 1] -> (x - mean) / std, per channel.
         return (tf.cast(images, tf.float32) * scale - mean) * inv_std
 
-    # Augment and normalise whole batches: one vectorised op per batch instead of one
-    # per example keeps tf.data's per-element overhead off the critical path.
-    train = train.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
-    batch_fn = spec.train_batch_fn if augment else None
-    if batch_fn is not None:
+    def batches(examples, example_seeds, batch_seeds):
+        """Shuffled examples -> augmented, normalised training batches.
 
-        def augment_and_normalise(s, xy):
-            images = tf.cast(xy[0], tf.float32) * scale
-            images = batch_fn(s, images)
-            return (images - mean) * inv_std, xy[1]
+        ``example_seeds`` / ``batch_seeds``: datasets of stateless seeds aligned with
+        the examples / the batches.
+        """
+        if train_example_fn is not None:
+            examples = tf.data.Dataset.zip((example_seeds, examples)).map(
+                lambda s, xy: (train_example_fn(s, xy[0]), xy[1]),
+                num_parallel_calls=AUTOTUNE,
+            )
+        # Augment and normalise whole batches: one vectorised op per batch instead of
+        # one per example keeps tf.data's per-element overhead off the critical path.
+        out = examples.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
+        if batch_fn is not None:
 
-        train = _seeded(train, seed + 2).map(augment_and_normalise, num_parallel_calls=AUTOTUNE)
-    else:
-        train = train.map(lambda x, y: (normalise(x), y), num_parallel_calls=AUTOTUNE)
-    train = train.prefetch(AUTOTUNE)
+            def augment_and_normalise(s, xy):
+                images = tf.cast(xy[0], tf.float32) * scale
+                images = batch_fn(s, images)
+                return (images - mean) * inv_std, xy[1]
 
+            out = tf.data.Dataset.zip((batch_seeds, out)).map(
+                augment_and_normalise, num_parallel_calls=AUTOTUNE
+            )
+        else:
+            out = out.map(lambda x, y: (normalise(x), y), num_parallel_calls=AUTOTUNE)
+        return out.prefetch(AUTOTUNE)
+
+    # One pass, reshuffled and re-augmented (reproducibly) every time it is iterated.
+    shuffled = train.shuffle(shuffle_size, seed=seed, reshuffle_each_iteration=True)
+    train_pass = batches(shuffled, _random_seeds(seed + 1), _random_seeds(seed + 2))
+
+    steps_per_pass = train_size // batch_size
+    per_pass = steps_per_pass * batch_size
+    source_train = train
+
+    def stream(start_step):
+        first_pass, skip_batches = divmod(start_step, steps_per_pass)
+
+        def one_pass(p):
+            return _shuffle_pass(source_train, shuffle_size, seed, p, per_pass)
+
+        examples = (
+            tf.data.Dataset.range(first_pass, _END)
+            .flat_map(one_pass)
+            .skip(skip_batches * batch_size)
+        )
+        return batches(
+            examples,
+            _indexed_seeds(seed + 1, start_step * batch_size),
+            _indexed_seeds(seed + 2, start_step),
+        )
+
+    if spec.test_example_fn is not None:
+        test_fn = spec.test_example_fn
+        test = test.map(lambda x, y: (test_fn(None, x), y), num_parallel_calls=AUTOTUNE)
     test = test.batch(batch_size, drop_remainder=False, num_parallel_calls=AUTOTUNE)
     test = test.map(lambda x, y: (normalise(x), y), num_parallel_calls=AUTOTUNE)
     test = test.prefetch(AUTOTUNE)
 
     return Dataset(
-        train=train,
+        train=train_pass,
         test=test,
         num_classes=spec.num_classes,
         input_shape=tuple(spec.input_shape),
@@ -755,6 +881,7 @@ def load(
         test_size=test_size,
         name=name,
         batch_size=batch_size,
+        stream_fn=stream,
     )
 
 
@@ -824,12 +951,28 @@ def load_synthetic(
 
     x_train, y_train = split(train_size)
     x_test, y_test = split(test_size)
+    examples = tf.data.Dataset.from_tensor_slices((x_train, y_train))
     train = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(train_size, seed=seed, reshuffle_each_iteration=True)
+        examples.shuffle(train_size, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size, drop_remainder=True)
         .prefetch(AUTOTUNE)
     )
+    steps_per_pass = train_size // batch_size
+
+    def stream(start_step):
+        first_pass, skip_batches = divmod(start_step, steps_per_pass)
+
+        def one_pass(p):
+            return _shuffle_pass(examples, train_size, seed, p, steps_per_pass * batch_size)
+
+        return (
+            tf.data.Dataset.range(first_pass, _END)
+            .flat_map(one_pass)
+            .skip(skip_batches * batch_size)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(AUTOTUNE)
+        )
+
     test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(batch_size).prefetch(AUTOTUNE)
     return Dataset(
         train=train,
@@ -840,4 +983,5 @@ def load_synthetic(
         test_size=test_size,
         name=SYNTHETIC,
         batch_size=batch_size,
+        stream_fn=stream,
     )

@@ -24,9 +24,12 @@ PANELS = (
 
 
 def write_json(path, data):
-    with open(path, "w", encoding="utf-8") as f:
+    """Write `data` as JSON, atomically (a killed process leaves the old file or the new)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(_plain(data), f, indent=2, sort_keys=False, allow_nan=False)
         f.write("\n")
+    os.replace(tmp, path)
 
 
 def _plain(value):

@@ -10,17 +10,23 @@ Layout of a run directory:
     <label>/               one per optimizer:
         history.json       per-epoch logs (loss, accuracy, val_*, nero/*)
         history.csv        the same, written by CSVLogger as training goes
-        metrics.json       final train/test loss and accuracy, wall time
+        metrics.json       final train/test loss and accuracy, wall time; or, when
+                           training stopped on a NaN/Inf loss, where it started
         curves.png         learning curves
         monitor.csv        NeroMonitor's per-variable measurements
         batches.csv        per-batch training logs (logging.batch_log_every)
         model.keras        the model (and optimizer) after the last epoch
         tensorboard/       TensorBoard logs
-        backup/            BackupAndRestore state while training (for --resume)
+        backup/            the training state while training (see train.loop):
+                           rerunning the same command continues from it
 """
 
+import csv
+import functools
+import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -158,14 +164,106 @@ def _one_line(error):
     return " ".join(text.split())
 
 
-def run_one(config, label, run_dir, selection, *, smoke, log):
-    """Train and evaluate one optimizer of the config; returns its metrics."""
+
+def _trim_csv(path, keep):
+    """Keep the header and the rows `keep(row)` accepts (a resumed run rewrites the rest)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows = [row for row in reader if keep(row)] if fields else []
+    if not fields:
+        os.remove(path)
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _int(text, default=-1):
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return default
+
+
+def _trim_logs(run_dir, step, epochs_done):
+    """Make the run's logs end where the training state does (a fresh start: no logs).
+
+    A killed run may have logged past its last backup; those rows are logged again
+    when the resumed run redoes the steps, so they go first.
+    """
+    if step == 0 and epochs_done == 0:
+        for name in ("history.csv", "batches.csv", "monitor.csv"):
+            path = os.path.join(run_dir, name)
+            if os.path.exists(path):
+                os.remove(path)
+        shutil.rmtree(os.path.join(run_dir, "tensorboard"), ignore_errors=True)
+        return
+    _trim_csv(
+        os.path.join(run_dir, "history.csv"),
+        lambda row: 0 <= _int(row.get("epoch")) < epochs_done,
+    )
+    for name in ("batches.csv", "monitor.csv"):
+        _trim_csv(
+            os.path.join(run_dir, name), lambda row: 0 <= _int(row.get("step")) < step
+        )
+
+
+def _locate(loop, model, dataset, step):
+    """Where the non-finite values of global step `step` started (for NonFiniteLoss)."""
+    from train import diagnose
+
+    exact = loop.rewind(step)
+    x, _ = next(iter(dataset.stream(step).take(1)))
+    finding = diagnose.locate(model, x)
+    if not exact:
+        finding.text += (
+            " (probed with the weights after the failing step: there was no backup "
+            "to rewind to)"
+        )
+    return finding
+
+
+def read_metrics(run_dir):
+    """A run's metrics.json, or None."""
+    path = os.path.join(run_dir, "metrics.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def finished(run_dir):
+    """Whether the run in `run_dir` finished (a failed run did not)."""
+    metrics = read_metrics(run_dir)
+    return isinstance(metrics, dict) and metrics.get("status", "finished") == "finished"
+
+
+def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
+    """Train and evaluate one optimizer of the config; returns its metrics.
+
+    `run_dir` is where this process writes; `read_dir` (default `run_dir`) where
+    the backup to resume from is (the chief's run directory, for other workers).
+    Raises `train.loop.TrainingFailed` when training stopped on a non-finite
+    loss, after writing the failure into metrics.json.
+    """
+    from train import loop as loop_lib
+
     run = config.optimizers[label]
     os.makedirs(run_dir, exist_ok=True)
+    # Fresh layer names (dense, dense_1, ...) whatever ran before in this process.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(config.training.seed)
     dataset = load_data(config, smoke)
     steps = steps_per_epoch(config, dataset)
-    model, _ = build(config, label, selection, dataset)
+    model, optimizer = build(config, label, selection, dataset)
+    loop_lib.build_metrics(model, selection.strategy, dataset.train.element_spec)
     params = sum(math.prod(v.shape) for v in model.trainable_variables)
     log(
         f"{label}: {optimizers_lib.describe(run.name, run.kwargs)} at lr {run.learning_rate:g} "
@@ -174,35 +272,81 @@ def run_one(config, label, run_dir, selection, *, smoke, log):
         f"{dataset.test_size} test examples, {steps} steps/epoch x {config.training.epochs} "
         f"epochs"
     )
+    backup = None
+    if config.logging.backup:
+        backup = loop_lib.Backup(
+            os.path.join(run_dir, "backup"),
+            model,
+            optimizer,
+            read_dir=os.path.join(read_dir or run_dir, "backup"),
+        )
     cbs, monitor = callbacks_lib.standard(run_dir, config.logging, log=log)
+    guard = callbacks_lib.NonFiniteLoss()
+
+    def on_start(step, epochs_done):
+        _trim_logs(run_dir, step, epochs_done)
+        if step or epochs_done:
+            batch = step - epochs_done * steps
+            where = f"epoch {epochs_done}, batch {batch}"
+            if not batch:
+                where = f"the start of epoch {epochs_done}"
+            log(f"{label}: resuming from its backup at {where} (global step {step})")
+
+    def before_backup():
+        if monitor is not None:
+            monitor.flush(os.path.join(run_dir, "monitor.csv"))
+
+    trainer = loop_lib.Loop(
+        model,
+        selection.strategy,
+        dataset,
+        epochs=config.training.epochs,
+        steps=steps,
+        validation_freq=config.training.validation_freq,
+        callbacks=[guard, *cbs],
+        verbose=config.logging.verbose,
+        backup=backup,
+        backup_every=config.logging.backup_every,
+        on_start=on_start,
+        before_backup=before_backup,
+        log=log,
+    )
+    guard.locate = functools.partial(_locate, trainer, model, dataset)
 
     start = time.perf_counter()
-    model.fit(
-        dataset.train.repeat(),
-        epochs=config.training.epochs,
-        steps_per_epoch=steps,
-        validation_data=dataset.test,
-        validation_freq=config.training.validation_freq,
-        callbacks=cbs,
-        verbose=config.logging.verbose,
-        shuffle=False,  # tf.data pipelines are shuffled already
-    )
+    try:
+        trainer.fit()
+    except loop_lib.TrainingFailed as e:
+        failure = {
+            "label": label,
+            "optimizer": run.name,
+            "learning_rate": run.learning_rate,
+            "status": "failed",
+            "error": str(e),
+            **{k: v for k, v in e.report.items() if k != "message"},
+        }
+        report.write_json(os.path.join(run_dir, "metrics.json"), failure)
+        log(f"{label}: error: {e}")
+        keras.backend.clear_session()
+        raise
     fit_time = time.perf_counter() - start
-    test = model.evaluate(dataset.test, verbose=0, return_dict=True)
+    test = trainer.evaluate()
     wall = time.perf_counter() - start
 
     history = report.read_history_csv(os.path.join(run_dir, "history.csv"))
     report.write_json(os.path.join(run_dir, "history.json"), history)
     if monitor is not None:
-        # Appends after the rows of an interrupted first attempt (--resume).
+        # Appends after the rows saved before each backup (and by earlier attempts).
         monitor.write_csv(os.path.join(run_dir, "monitor.csv"), append=True)
 
     def last(key):
         values = [v for v in history.get(key) or [] if v is not None]
         return values[-1] if values else None
 
+    resumed = trainer.resumed_from
     metrics = {
         "label": label,
+        "status": "finished",
         "optimizer": run.name,
         "learning_rate": run.learning_rate,
         "optimizer_kwargs": run.kwargs,
@@ -220,6 +364,7 @@ def run_one(config, label, run_dir, selection, *, smoke, log):
         # Of this process only: a resumed run counts from where it resumed.
         "fit_time_s": fit_time,
         "wall_time_s": wall,
+        "resumed_from_step": resumed[0] if resumed else None,
         "nero_monitor": monitor.summary() if monitor is not None else None,
     }
     if metrics["nero_monitor"]:
@@ -227,6 +372,8 @@ def run_one(config, label, run_dir, selection, *, smoke, log):
             k: v for k, v in metrics["nero_monitor"].items() if k.count("/") == 1
         }
     report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    if backup is not None:
+        backup.remove()  # only now: a kill before metrics.json resumes, not restarts
     report.plot_run(
         history,
         os.path.join(run_dir, "curves.png"),
@@ -236,37 +383,78 @@ def run_one(config, label, run_dir, selection, *, smoke, log):
     return metrics, history
 
 
+def _write_meta(out_dir, argv, selection, smoke, config, only):
+    """meta.json of a new run; a resumed run keeps it and records the restart."""
+    path = os.path.join(out_dir, "meta.json")
+    fresh = report.meta(
+        argv=list(argv),
+        selection=selection,
+        smoke=smoke,
+        experiment=config.experiment,
+        description=config.description,
+        only=only,
+    )
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        report.write_json(path, fresh)
+        return
+    meta.setdefault("restarts", []).append(
+        {"started": fresh["started"], "command": fresh["command"]}
+    )
+    report.write_json(path, meta)
+
+
 def run(
-    config, out_dir, *, argv=(), smoke=False, only=None, resume=False, print_fn=print
+    config,
+    out_dir,
+    *,
+    argv=(),
+    smoke=False,
+    only=None,
+    resume=False,
+    print_fn=print,
+    read_dir=None,
 ):
     """Run every optimizer of `config` (or only `only`) into `out_dir`.
 
-    `out_dir` must exist. With `resume`, runs whose metrics.json exists are
-    skipped and an interrupted run continues from its BackupAndRestore state.
-    Returns the list of metrics dicts.
+    `out_dir` must exist. Runs that finished before (their metrics.json says
+    so) are kept; a run with a backup continues from it, exactly where it was
+    (see `train.loop`). `read_dir` (default `out_dir`) is where to look for
+    them: a non-chief worker of a multi-worker run writes into a temporary
+    `out_dir` but resumes from the chief's run directory. `resume` is
+    accepted for compatibility: resuming is what an existing run directory
+    always means. Returns the list of metrics dicts; raises
+    `train.loop.TrainingFailed` after the other runs if any run failed.
     """
+    import tensorflow as tf
+
+    from train import loop as loop_lib
+
+    del resume
+    read_dir = read_dir or out_dir
     log = Logger(print_fn)
     labels = list(config.optimizers)
     if only is not None:
         labels = [only]
+    if config.training.deterministic:
+        tf.config.experimental.enable_op_determinism()
     selection = strategy_lib.select(config.strategy, config.training.jit_compile)
     # Fail on missing data before anything is written.
     load_data(config, smoke)
 
     log.path = os.path.join(out_dir, "log.txt")
-    with open(os.path.join(out_dir, "config.yaml"), "w", encoding="utf-8") as f:
-        f.write(config_lib.dump(config))
-    report.write_json(
-        os.path.join(out_dir, "meta.json"),
-        report.meta(
-            argv=list(argv),
-            selection=selection,
-            smoke=smoke,
-            experiment=config.experiment,
-            description=config.description,
-            only=only,
-        ),
-    )
+    config_path = os.path.join(out_dir, "config.yaml")
+    text = config_lib.dump(config)
+    if not os.path.exists(config_path):
+        tmp = f"{config_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, config_path)
+    _write_meta(out_dir, argv, selection, smoke, config, only)
     desc = selection.describe()
     log(
         f"experiment {config.experiment}{' (smoke)' if smoke else ''}: {len(labels)} run(s) "
@@ -276,27 +464,36 @@ def run(
     for note in selection.notes:
         log(f"note: {note}")
 
-    results, histories = [], {}
+    results, histories, failures = [], {}, []
     for i, label in enumerate(labels, 1):
         run_dir = os.path.join(out_dir, label)
-        done = os.path.join(run_dir, "metrics.json")
-        if resume and os.path.exists(done):
-            import json
-
-            with open(done, encoding="utf-8") as f:
-                metrics = json.load(f)
-            history = report.read_history_csv(os.path.join(run_dir, "history.csv"))
+        source = os.path.join(read_dir, label)
+        if finished(source):
+            metrics = read_metrics(source)
+            history = report.read_history_csv(os.path.join(source, "history.csv"))
             log(f"[{i}/{len(labels)}] {label}: finished before, kept")
         else:
             log(f"[{i}/{len(labels)}] {label}")
-            metrics, history = run_one(
-                config, label, run_dir, selection, smoke=smoke, log=log
-            )
-            log(
-                f"{label}: train loss {_fmt(metrics['final_train_loss'], 'g')}, "
-                f"train acc {_fmt(metrics['final_train_accuracy'])}, "
-                f"test acc {_fmt(metrics['test_accuracy'])} ({metrics['wall_time_s']:.1f} s)"
-            )
+            try:
+                metrics, history = run_one(
+                    config,
+                    label,
+                    run_dir,
+                    selection,
+                    smoke=smoke,
+                    log=log,
+                    read_dir=source,
+                )
+            except loop_lib.TrainingFailed as e:
+                failures.append(f"{label}: {e}")
+                metrics = read_metrics(run_dir) or {"label": label, "status": "failed"}
+                history = report.read_history_csv(os.path.join(run_dir, "history.csv"))
+            else:
+                log(
+                    f"{label}: train loss {_fmt(metrics['final_train_loss'], 'g')}, "
+                    f"train acc {_fmt(metrics['final_train_accuracy'])}, "
+                    f"test acc {_fmt(metrics['test_accuracy'])} ({metrics['wall_time_s']:.1f} s)"
+                )
         results.append(metrics)
         histories[label] = history
 
@@ -310,6 +507,9 @@ def run(
         )
     log("")
     log(report.table(results))
+    if failures:
+        more = f" (and {len(failures) - 1} more failed run(s))" if len(failures) > 1 else ""
+        raise loop_lib.TrainingFailed(failures[0] + more)
     return results
 
 

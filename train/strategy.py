@@ -1,16 +1,24 @@
 """The one place that picks a `tf.distribute` strategy and the XLA setting.
 
 Everything else in the harness is strategy-agnostic: it builds the model and
-the optimizer inside `strategy.scope()` and calls `model.fit`.
+the optimizer inside `strategy.scope()` and trains them with the harness loop
+(`train.loop`: `strategy.run(model.train_step)` over
+`strategy.experimental_distribute_dataset`, with `model.fit`'s callbacks and
+logs), the same code for every strategy below.
 
 - default: TensorFlow's default strategy (one device: the first GPU, or CPU).
 - mirrored: `MirroredStrategy` over every local GPU (synchronous data
   parallelism; the global batch is split between replicas).
 - multiworker: `MultiWorkerMirroredStrategy`, the cluster read from the
-  `TF_CONFIG` environment variable (each worker runs the same command).
-  Keras 3.15's `model.fit` fails under it with more than one worker
-  (keras-team/keras issue 20585, reproduced here), so for now that is refused
-  up front with a clear error rather than failing on the first batch.
+  `TF_CONFIG` environment variable (each worker runs the same command; the
+  chief writes the run directory, the others a temporary one). Keras 3.15's
+  `model.fit` fails under it with more than one worker: its
+  `_maybe_symbolic_build` (keras/src/backend/tensorflow/trainer.py) calls
+  `strategy.reduce("MEAN", <first distributed batch>)` eagerly, which raises
+  "Attempt to convert a value (PerReplica...)" even with Adam
+  (https://github.com/keras-team/keras/issues/20585, reproduced here with
+  Keras 3.15.1 / TF 2.21). The harness loop never calls `model.fit`, so it is
+  not affected; see `train.loop` for what to change once that is fixed.
 - tpu: `TPUStrategy` through `TPUClusterResolver` (a Cloud TPU VM, or
   `TPU_NAME`).
 
@@ -23,12 +31,6 @@ ones included, so there it is turned off, with the reason logged.
 import dataclasses
 import json
 import os
-
-
-def _keras_version():
-    import keras
-
-    return keras.__version__
 
 
 class StrategyError(RuntimeError):
@@ -80,6 +82,35 @@ def decide_jit(name, num_replicas, jit_compile):
     return jit_compile, notes
 
 
+def task():
+    """`(task_type, task_index, is_chief)` of this process, from TF_CONFIG.
+
+    Without TF_CONFIG (or an unreadable one) this process is the chief. The
+    chief is the task of type "chief", or worker 0 when the cluster has none
+    (TensorFlow's rule). Read without creating a strategy, so the command line
+    can decide where this process writes before TensorFlow starts.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    try:
+        spec = json.loads(raw) if raw else {}
+        cluster = spec.get("cluster") or {}
+        kind = (spec.get("task") or {}).get("type")
+        index = int((spec.get("task") or {}).get("index") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return None, 0, True
+    if kind is None:
+        return None, 0, True
+    chief = kind == "chief" or (kind == "worker" and index == 0 and not cluster.get("chief"))
+    return kind, index, chief
+
+
+def is_chief(name):
+    """Whether this process writes the run directory under strategy `name`."""
+    if name != "multiworker":
+        return True
+    return task()[2]
+
+
 def select(name, jit_compile="auto"):
     """Create the strategy `name` and decide `jit_compile` for it.
 
@@ -112,17 +143,19 @@ def select(name, jit_compile="auto"):
             cluster = json.loads(raw).get("cluster", {})
         except (ValueError, AttributeError) as e:
             raise StrategyError(f"TF_CONFIG is not a valid JSON object: {e}") from None
-        workers = sum(len(cluster.get(k) or []) for k in ("chief", "worker"))
-        if workers > 1:
-            # Measured here (keras-facts.md, and again with this harness): with
-            # two workers Keras 3.15's model.fit fails on its first batch,
-            # "Attempt to convert a value (PerReplica...)", even with SGD.
+        if not isinstance(cluster, dict) or not any(
+            cluster.get(k) for k in ("chief", "worker")
+        ):
             raise StrategyError(
-                f"strategy multiworker: model.fit under MultiWorkerMirroredStrategy with "
-                f"{workers} workers fails in Keras {_keras_version()} "
-                "(keras-team/keras issue 20585); use strategy mirrored on one machine"
+                "TF_CONFIG has no cluster.worker (or cluster.chief) list of host:port"
             )
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except (ValueError, KeyError, TypeError, RuntimeError, tf.errors.OpError) as e:
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise StrategyError(
+                f"strategy multiworker: cannot start MultiWorkerMirroredStrategy ({text})"
+            ) from None
     elif name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
