@@ -18,9 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -36,6 +34,7 @@ from train import data as data_lib
 from train import diagnose
 from train import loop as loop_lib
 from train import runner
+from tests.harness_utils import keras_file_arrays, run_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -53,12 +52,6 @@ def fresh_keras_session():
     keras.backend.clear_session()
 
 
-def run_cli(argv, capsys):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def one_error_line(err):
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -73,19 +66,6 @@ def tree_digest(directory):
         if path.is_file():
             out[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
-
-
-def keras_file_arrays(path):
-    """Every array stored in a .keras file (weights and optimizer variables), by name."""
-    arrays = {}
-    with zipfile.ZipFile(path) as archive:
-        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
-            f.visititems(
-                lambda name, obj: arrays.__setitem__(name, obj[()])
-                if isinstance(obj, h5py.Dataset)
-                else None
-            )
-    return arrays
 
 
 # ------------------------------------------------------------------ SIGKILL, resume

@@ -1,6 +1,5 @@
 """The neuron-layout rule: named shape cases, resolution order, model walks."""
 
-import warnings
 
 import hypothesis
 import hypothesis.strategies as st

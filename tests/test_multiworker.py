@@ -7,19 +7,17 @@ only, free ports). `model.fit` fails there in Keras 3.15
 equal (to float rounding) to one process training on the same global batch.
 """
 
-import io
 import json
 import os
 import pathlib
 import socket
 import subprocess
 import sys
-import zipfile
 
-import h5py
 import numpy as np
 import pytest
 import yaml
+from tests.harness_utils import keras_file_arrays as _arrays
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -53,18 +51,6 @@ def _free_ports(n):
     for s in sockets:
         s.close()
     return ports
-
-
-def _arrays(path):
-    arrays = {}
-    with zipfile.ZipFile(path) as archive:
-        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
-            f.visititems(
-                lambda name, obj: arrays.__setitem__(name, obj[()])
-                if isinstance(obj, h5py.Dataset)
-                else None
-            )
-    return arrays
 
 
 @pytest.mark.slow

@@ -6,8 +6,6 @@ Backend-agnostic: these also run under KERAS_BACKEND=jax (see test_backends.py).
 import re
 import warnings
 
-import hypothesis
-import hypothesis.strategies as st
 import keras
 import numpy as np
 import pytest

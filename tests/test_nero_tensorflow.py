@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import nero_tf
-from nero_tf import layouts
 from tests.reference import NeroReference, project
 
 tf = pytest.importorskip("tensorflow")

@@ -17,13 +17,13 @@ import yaml
 
 import models
 import nero_tf
-from train import __main__ as cli
 from train import callbacks as callbacks_lib
 from train import config as config_lib
 from train import data as data_lib
 from train import optimizers as optimizers_lib
 from train import schedules
 from train import strategy as strategy_lib
+from tests.harness_utils import run_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAVED = sorted((ROOT / "saved_configs").glob("*/*.yaml"))
@@ -47,12 +47,6 @@ def no_network(monkeypatch):
 def fresh_keras_session():
     yield
     keras.backend.clear_session()
-
-
-def run_cli(argv, capsys):
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def schedule_config(name, **params):
