@@ -20,16 +20,14 @@ Names and what they build (defaults are the paper's; `kwargs` override them):
   constraint set after each step (Fig. 2 uses lamb_paper+constraints and
   madam+constraints). The kwargs `constraints` and `unconstrained` go to the
   wrapper, the rest to the base optimizer.
-
-The nero_tf optimizers are looked up by name when used, so this module imports
-whether or not a given nero_tf version has them.
 """
 
-import importlib
 import inspect
 
 import keras
 from keras import ops
+
+import nero_tf
 
 PACKAGE = "nero_tf_train"
 CONSTRAINED_SUFFIX = "+constraints"
@@ -37,14 +35,14 @@ WRAPPER_KWARGS = ("constraints", "unconstrained")
 # Arguments the harness sets itself.
 RESERVED_KWARGS = ("learning_rate", "layouts")
 
-# name -> ("module:attribute", default kwargs).
+# name -> (optimizer class, default kwargs).
 BASES = {
-    "nero": ("nero_tf:Nero", {}),
-    "sgd": ("keras.optimizers:SGD", {"momentum": 0.0}),
-    "adam": ("keras.optimizers:Adam", {"beta_1": 0.0, "beta_2": 0.999}),
-    "lamb": ("keras.optimizers:Lamb", {"beta_1": 0.0, "beta_2": 0.999}),
-    "lamb_paper": ("nero_tf:PaperLamb", {}),
-    "madam": ("nero_tf:Madam", {}),
+    "nero": (nero_tf.Nero, {}),
+    "sgd": (keras.optimizers.SGD, {"momentum": 0.0}),
+    "adam": (keras.optimizers.Adam, {"beta_1": 0.0, "beta_2": 0.999}),
+    "lamb": (keras.optimizers.Lamb, {"beta_1": 0.0, "beta_2": 0.999}),
+    "lamb_paper": (nero_tf.PaperLamb, {}),
+    "madam": (nero_tf.Madam, {}),
 }
 CONSTRAINABLE = ("sgd", "adam", "lamb", "lamb_paper", "madam")
 NAMES = tuple(BASES) + tuple(b + CONSTRAINED_SUFFIX for b in CONSTRAINABLE)
@@ -105,16 +103,8 @@ def _split(name):
 
 
 def resolve_class(base):
-    """The optimizer class for a base name; ValueError if nero_tf lacks it."""
-    target, _ = BASES[base]
-    module_name, attribute = target.split(":")
-    cls = getattr(importlib.import_module(module_name), attribute, None)
-    if cls is None:
-        raise ValueError(
-            f"optimizer '{base}' needs {module_name}.{attribute}, which this "
-            f"{module_name} version does not have"
-        )
-    return cls
+    """The optimizer class for a base name."""
+    return BASES[base][0]
 
 
 def _parameters(cls):
@@ -124,10 +114,6 @@ def _parameters(cls):
         for p in params.values()
         if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     ]
-
-
-def _wrapper_class():
-    return getattr(importlib.import_module("nero_tf"), "Constrained", None)
 
 
 def check_kwargs(name, kwargs):
@@ -143,11 +129,6 @@ def check_kwargs(name, kwargs):
     if base == "sgd":
         valid.append("l2")
     if constrained:
-        if _wrapper_class() is None:
-            raise ValueError(
-                f"optimizer '{name}' needs nero_tf.Constrained, which this nero_tf "
-                "version does not have"
-            )
         valid += list(WRAPPER_KWARGS)
     for key in kwargs:
         if key in RESERVED_KWARGS:
@@ -201,7 +182,7 @@ def build(name, learning_rate, kwargs=None, model=None):
         options.pop("l2", None)
     optimizer = cls(learning_rate=learning_rate, **options)
     if constrained:
-        optimizer = _wrapper_class()(optimizer, layouts=layouts, **wrapper_kwargs)
+        optimizer = nero_tf.Constrained(optimizer, layouts=layouts, **wrapper_kwargs)
     return optimizer
 
 
