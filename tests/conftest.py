@@ -55,3 +55,22 @@ def mirrored_strategy():
     import tensorflow as tf
 
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture
+def harness_mirrored_on_two_cpus(monkeypatch):
+    """Make the harness's `MirroredStrategy()` two replicas on the two logical CPUs.
+
+    ReductionToOneDevice, not CPU collectives: collective instance keys of
+    strategies made by earlier tests in this process can collide with ours.
+    """
+    import tensorflow as tf
+
+    real = tf.distribute.MirroredStrategy
+    monkeypatch.setattr(
+        tf.distribute,
+        "MirroredStrategy",
+        lambda: real(
+            ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+        ),
+    )

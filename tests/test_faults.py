@@ -319,16 +319,9 @@ def test_a_keras_backup_and_restore_backup_is_refused(tmp_path):
         backup.restore()
 
 
-def test_resuming_under_mirrored_strategy_is_exact(tmp_path, capsys, monkeypatch):
-    # Two logical CPUs (tests/conftest.py); ReductionToOneDevice as in test_train.py.
-    real_strategy = tf.distribute.MirroredStrategy
-    monkeypatch.setattr(
-        tf.distribute,
-        "MirroredStrategy",
-        lambda: real_strategy(
-            ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
-        ),
-    )
+def test_resuming_under_mirrored_strategy_is_exact(
+    tmp_path, capsys, monkeypatch, harness_mirrored_on_two_cpus
+):
     common = SMOKE + [
         "--set", "strategy=mirrored",
         "--set", "logging.checkpoint=true",

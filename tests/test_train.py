@@ -641,20 +641,9 @@ def test_bad_input_is_one_line_on_stderr_without_traceback(
         assert not out.exists()  # nothing left behind
 
 
-def test_mirrored_strategy_runs_the_same_harness(tmp_path, capsys, monkeypatch):
-    # Two logical CPUs (tests/conftest.py) as two replicas.
-    import tensorflow as tf
-
-    # ReductionToOneDevice, not CPU collectives: collective instance keys of
-    # strategies made by earlier tests in this process can collide with ours.
-    real = tf.distribute.MirroredStrategy
-    monkeypatch.setattr(
-        tf.distribute,
-        "MirroredStrategy",
-        lambda: real(
-            ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
-        ),
-    )
+def test_mirrored_strategy_runs_the_same_harness(
+    tmp_path, capsys, harness_mirrored_on_two_cpus
+):
     out = tmp_path / "run"
     status, stdout, err = run_cli(
         [

@@ -134,6 +134,26 @@ def _pyplot():
     return plt
 
 
+def _draw_panel(ax, name, lines, log_scale):
+    """One panel of per-epoch curves: `lines` is [(label, epochs, values)]."""
+    for label, x, y in lines:
+        if x:
+            ax.plot(x, y, marker="o" if len(x) < 15 else None, ms=3, label=label)
+    ax.set_title(name)
+    ax.set_xlabel("epoch")
+    if log_scale:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(plt, fig, path, title):
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_run(history, path, title):
     """Learning curves of one run: loss, accuracy (and Nero monitor) per epoch."""
     plt = _pyplot()
@@ -143,20 +163,9 @@ def plot_run(history, path, title):
     )
     axes = list(axes) if len(panels) > 1 else [axes]
     for ax, (name, curves) in zip(axes, panels):
-        for key, label in curves:
-            x, y = _series(history, key)
-            if x:
-                ax.plot(x, y, marker="o" if len(x) < 15 else None, ms=3, label=label)
-        ax.set_title(name)
-        ax.set_xlabel("epoch")
-        if name == "Nero monitor":
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        lines = [(label, *_series(history, key)) for key, label in curves]
+        _draw_panel(ax, name, lines, log_scale=name == "Nero monitor")
+    _save(plt, fig, path, title)
 
 
 def plot_comparison(histories, path, title):
@@ -169,20 +178,9 @@ def plot_comparison(histories, path, title):
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8))
     for ax, (name, key, log_scale) in zip(axes, panels):
-        for label, history in histories.items():
-            x, y = _series(history, key)
-            if x:
-                ax.plot(x, y, marker="o" if len(x) < 15 else None, ms=3, label=label)
-        ax.set_title(name)
-        ax.set_xlabel("epoch")
-        if log_scale:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        lines = [(label, *_series(history, key)) for label, history in histories.items()]
+        _draw_panel(ax, name, lines, log_scale)
+    _save(plt, fig, path, title)
 
 
 COLUMNS = (
