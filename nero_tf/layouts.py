@@ -35,6 +35,7 @@ import re
 import warnings
 
 from keras import ops
+from nero_tf.backend import split_sum
 
 ELEMENTWISE = "elementwise"
 
@@ -235,7 +236,7 @@ class NeuronLayout:
         """Per-neuron sum over the fan-in of a tensor in the neuron view."""
         if self.elementwise:
             return x_view
-        return ops.sum(x_view, axis=self.reduce_axes, keepdims=True)
+        return split_sum(x_view, self.reduce_axes)
 
     def project(self, x_view, center=True, normalize=True):
         """Centre and/or normalise each neuron of a tensor in the neuron view.

@@ -238,15 +238,18 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             return
 
         # Constrained: the step, then the projection of u = w - c g, with three
-        # per-neuron reductions (|g|^2, then sum(u) and sum(u^2), which XLA
-        # computes in one pass over w and g) and one pass that writes
-        # (u - mean(u)) / |u - mean(u)|. bench/formulations.py measured the
-        # alternatives: five sums of w and g (1.3-2x slower: XLA on CPU runs
-        # each as its own pass), stacked or complex-paired sums, two-stage
-        # sums, einsum, a cond-skipped NaN guard, and matmul(ones, x) sums
-        # (fast in TF graph mode on CPU, 1.3-6x slower under XLA, and not
+        # per-neuron sums (|g|^2, then sum(u) and sum(u^2)) and one pass that
+        # writes (u - mean(u)) / |u - mean(u)|. Each sum is split
+        # (backend.split_sum): its producer (g * g, u, u * u) is fused into an
+        # element-wise add of 8 blocks, and only that 8x smaller tensor is
+        # reduced; on CPU this took VGG-11's step from 1.8x to 1.2x Adam's
+        # under XLA and from 1.2x to 0.85x in graph mode. bench/formulations.py
+        # measured the alternatives: five sums of w and g (XLA on CPU has no
+        # multi-output fusion, so each is its own pass), [u, u^2] stacked or
+        # paired as complex numbers into one sum (no faster), two-stage sums,
+        # einsum, a cond-skipped NaN guard, and matmul(ones, x) sums (not
         # float32-exact under TF32/bf16 matmuls on GPU/TPU). This form is the
-        # fastest exact one.
+        # fastest exact one measured.
         n = float(layout.fan_in)
         grad_sq = layout.neuron_sum(g * g)
         finite = ops.isfinite(grad_sq)

@@ -207,3 +207,41 @@ def test_projection_is_centred_unit_norm_for_any_layout(shape, data):
     if layout.fan_in > 1:
         np.testing.assert_allclose(rows.mean(axis=1), 0, atol=1e-5)
         np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, rtol=1e-5)
+
+
+# Per-neuron sums are computed by `backend.split_sum` (blocks added, then
+# reduced). Named cases: (name, shape, reduced axes), forced to split
+# (min_size=0) and compared with a float64 NumPy sum.
+SPLIT_SUM_CASES = [
+    ("dense_view_even", (64, 5), (0,)),
+    ("dense_view_remainder", (67, 3), (0,)),
+    ("embedding_view_minor_axis", (3, 70), (1,)),
+    ("transposed_conv_view", (2, 33, 4), (0, 2)),
+    ("too_short_to_split", (15, 4), (0,)),
+    ("elementwise_nothing_reduced", (6,), ()),
+]
+
+
+@pytest.mark.parametrize(
+    "shape, axes", [c[1:] for c in SPLIT_SUM_CASES], ids=[c[0] for c in SPLIT_SUM_CASES]
+)
+def test_split_sum_equals_a_plain_sum(shape, axes):
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    got = keras.ops.convert_to_numpy(nero_tf.backend.split_sum(x, axes, min_size=0))
+    want = np.sum(x.astype(np.float64), axis=axes, keepdims=True)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+
+
+def test_neuron_sum_splits_large_tensors_and_still_matches(monkeypatch):
+    layout = layouts.resolve("dense/kernel", (300, 130))
+    x = np.random.default_rng(1).normal(size=(300, 130)).astype("float32")
+    assert x.size >= nero_tf.backend.SPLIT_MIN_SIZE  # takes the split path
+    calls = []
+    plain = keras.ops.sum
+    monkeypatch.setattr(keras.ops, "sum", lambda *a, **k: calls.append(a) or plain(*a, **k))
+    got = keras.ops.convert_to_numpy(layout.neuron_sum(x))
+    # 300 rows = 8 blocks of 37 + 4 left over: two reductions, of 37 and 4 rows.
+    assert [tuple(a[0].shape) for a in calls] == [(37, 130), (4, 130)]
+    np.testing.assert_allclose(got, x.astype(np.float64).sum(0, keepdims=True),
+                               rtol=1e-6, atol=1e-5)

@@ -3,6 +3,7 @@
 Backend-agnostic: these also run under KERAS_BACKEND=jax (see test_backends.py).
 """
 
+import math
 import re
 import warnings
 
@@ -12,7 +13,7 @@ import pytest
 from keras import ops
 
 import nero_tf
-from nero_tf import layouts
+from nero_tf import backend, layouts
 from tests.reference import NeroReference, project
 
 # Bare variables have no layer in their path: Nero guesses (rightly) and warns.
@@ -97,6 +98,43 @@ def test_matches_numpy_reference_on_every_layer_kind(constraints):
         grads = random_grads(variables, rng)
         reference.step([to_rows(p, g) for p, g in zip(paths, grads)])
         optimizer.apply(grads, variables)
+
+
+def large_tensor_model():
+    """Tensors big enough for Nero's split per-neuron sums (backend.split_sum),
+    with fan-ins that leave rows over (300 = 8 x 37 + 4) and that do not."""
+    keras.utils.set_random_seed(2)
+    img_in = keras.Input((6, 6, 40))
+    tok_in = keras.Input((2,), dtype="int32")
+    x = keras.layers.Conv2D(96, 3)(img_in)  # fan-in 360, 34,560 weights
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    e = keras.layers.Flatten()(keras.layers.Embedding(300, 128)(tok_in))  # rows of 128
+    x = keras.layers.Dense(300)(keras.layers.Concatenate()([x, e]))
+    out = keras.layers.Dense(130)(x)  # fan-in 300, 39,000 weights
+    return keras.Model([img_in, tok_in], out)
+
+
+def assert_follows_reference(variables, optimizer, steps=6, lr=0.05):
+    paths = [v.path for v in variables]
+    reference = NeroReference(
+        [to_rows(p, v.numpy()) for p, v in zip(paths, variables)], lr=lr, beta=0.9)
+    optimizer.build(variables)
+    rng = np.random.default_rng(3)
+    for step in range(steps):
+        for p, v, want in zip(paths, variables, reference.params):
+            np.testing.assert_allclose(
+                to_rows(p, v.numpy()), want, atol=2e-5, err_msg=f"{p} step {step}")
+        grads = random_grads(variables, rng)
+        reference.step([to_rows(p, g) for p, g in zip(paths, grads)])
+        optimizer.apply(grads, variables)
+
+
+def test_matches_numpy_reference_on_tensors_with_split_sums():
+    model = large_tensor_model()
+    variables = model.trainable_variables
+    split = [v for v in variables if math.prod(v.shape) >= backend.SPLIT_MIN_SIZE]
+    assert len(split) == 4  # conv, embedding, both dense kernels
+    assert_follows_reference(variables, nero_tf.Nero(learning_rate=0.05, beta=0.9))
 
 
 def test_single_step_matches_hand_computed_numbers():

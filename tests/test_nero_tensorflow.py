@@ -9,6 +9,7 @@ import pytest
 
 import nero_tf
 from tests.reference import NeroReference, project
+from tests.test_nero import assert_follows_reference, large_tensor_model
 
 tf = pytest.importorskip("tensorflow")
 
@@ -216,3 +217,21 @@ def test_random_shapes_and_layouts_match_the_reference(shape, data, lr, beta):
         optimizer.apply([g], [variable])
         reference.step([rows(g)])
         np.testing.assert_allclose(rows(variable.numpy()), reference.params[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_compiled_step_with_split_sums_matches_numpy_reference(jit_compile):
+    variables = large_tensor_model().trainable_variables
+    optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9)
+    compiled = tf.function(
+        lambda grads: optimizer.apply(grads, variables), jit_compile=jit_compile)
+
+    class Compiled:  # what the reference check calls, with `apply` compiled
+        build = optimizer.build
+
+        @staticmethod
+        def apply(grads, _):
+            compiled([tf.constant(g) for g in grads])
+
+    assert_follows_reference(variables, Compiled)
+    assert compiled.experimental_get_tracing_count() == 1
