@@ -1,6 +1,7 @@
 """Small backend-specific pieces the nero_tf optimizers share."""
 
 import contextlib
+import functools
 import math
 
 import keras
@@ -39,18 +40,33 @@ def dense_gradient(gradient):
 
 
 # `split_sum` cuts the reduced axis into SPLIT_PARTS contiguous blocks and adds
-# them element-wise before reducing. Measured with TF 2.21 on CPU (bench/
-# formulations.py, section "reductions"; keras-facts.md): XLA runs a plain
-# reduction through a fast library kernel (YNNPACK) but a reduction with a fused
-# producer, such as sum(g * g), through a generic loop at ~2.4 G elements/s, 2-3x
-# slower than reading the data; TF's own column sums (Eigen) are as slow. The
-# block adds are an element-wise loop (vectorised, multi-threaded) that fuses the
-# producer and shrinks the data 8x, so the reduction that remains is cheap. 8
-# parts: XLA still fuses a producer into 8 slices but not always into 16.
+# them element-wise before reducing. Measured on CPU (bench/formulations.py and
+# bench/optimizer_step.py): TF 2.21's XLA runs a plain reduction through a fast
+# library kernel (YNNPACK) but a reduction with a fused producer, such as
+# sum(g * g), through a generic loop at ~2.4 G elements/s, 2-3x slower than
+# reading the data; TF's own column sums (Eigen) are as slow. The block adds are
+# an element-wise loop (vectorised, multi-threaded) that fuses the producer and
+# shrinks the data 8x, so the reduction left is cheap. 8 parts: XLA still fuses
+# a producer into 8 slices but not always into 16. JAX 0.10's XLA is the other
+# way round (its fused reductions are fast and the split made VGG-11's Nero step
+# 2.4x slower), and on GPU/TPU reductions fuse their producers well (not
+# measured here): there the sums are plain.
 SPLIT_PARTS = 8
 # Below this many elements a tensor's sums cost less than the extra ops (and
 # compile time) of the split.
 SPLIT_MIN_SIZE = 1 << 15
+
+
+@functools.cache
+def split_sums_pay_off():
+    """True with TensorFlow on CPU only (no GPU or TPU visible to it)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not any(
+        tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU")
+    )
 
 
 def split_sum(x, axes, parts=None, min_size=None):
@@ -65,11 +81,13 @@ def split_sum(x, axes, parts=None, min_size=None):
     Args:
         x: tensor (static shape).
         axes: tuple of axes to reduce.
-        parts: number of blocks (default `SPLIT_PARTS`).
+        parts: number of blocks; default `SPLIT_PARTS` where
+            `split_sums_pay_off()`, else 1 (a plain sum).
         min_size: tensors with fewer elements are summed plainly (default
             `SPLIT_MIN_SIZE`).
     """
-    parts = SPLIT_PARTS if parts is None else parts
+    if parts is None:
+        parts = SPLIT_PARTS if split_sums_pay_off() else 1
     min_size = SPLIT_MIN_SIZE if min_size is None else min_size
     axes = tuple(axes)
     shape = tuple(x.shape)
