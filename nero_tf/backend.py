@@ -47,7 +47,10 @@ def dense_gradient(gradient):
 # reading the data; TF's own column sums (Eigen) are as slow. The block adds are
 # an element-wise loop (vectorised, multi-threaded) that fuses the producer and
 # shrinks the data 8x, so the reduction left is cheap. 8 parts: XLA still fuses
-# a producer into 8 slices but not always into 16. JAX 0.10's XLA is the other
+# a producer into 8 slices but not always into 16. Sums along the last axis
+# (rows: Embedding tables) are split under XLA only: Eigen's own row sums are
+# fast, and the split made them 1.7x slower in TF graph mode (1.8x faster under
+# XLA; 10000 x 512, bench/formulations.py). JAX 0.10's XLA is the other
 # way round (its fused reductions are fast and the split made VGG-11's Nero step
 # 2.4x slower), and on GPU/TPU reductions fuse their producers well (not
 # measured here): there the sums are plain.
@@ -69,6 +72,16 @@ def split_sums_pay_off():
     )
 
 
+def in_xla_context():
+    """True while TensorFlow traces a function for XLA (`jit_compile=True`)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    find = getattr(tf.__internal__, "get_enclosing_xla_context", None)
+    return find is not None and find() is not None
+
+
 def split_sum(x, axes, parts=None, min_size=None):
     """`keras.ops.sum(x, axes, keepdims=True)`, computed for speed on CPU.
 
@@ -82,16 +95,19 @@ def split_sum(x, axes, parts=None, min_size=None):
         x: tensor (static shape).
         axes: tuple of axes to reduce.
         parts: number of blocks; default `SPLIT_PARTS` where
-            `split_sums_pay_off()`, else 1 (a plain sum).
+            `split_sums_pay_off()` (with TF graph mode, only if the axis cut is
+            not the last one), else 1 (a plain sum).
         min_size: tensors with fewer elements are summed plainly (default
             `SPLIT_MIN_SIZE`).
     """
-    if parts is None:
-        parts = SPLIT_PARTS if split_sums_pay_off() else 1
     min_size = SPLIT_MIN_SIZE if min_size is None else min_size
     axes = tuple(axes)
     shape = tuple(x.shape)
     axis = max(axes, key=lambda a: shape[a]) if axes else None
+    if parts is None:
+        parts = SPLIT_PARTS if split_sums_pay_off() else 1
+        if axis == len(shape) - 1 and not in_xla_context():
+            parts = 1
     if axis is None or parts < 2 or shape[axis] < 2 * parts or (
         math.prod(shape) < min_size
     ):

@@ -235,3 +235,24 @@ def test_compiled_step_with_split_sums_matches_numpy_reference(jit_compile):
 
     assert_follows_reference(variables, Compiled)
     assert compiled.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize(
+    "mode, summed",
+    [("eager", [(300, 128)]), ("graph", [(300, 128)]), ("xla", [(300, 16)])],
+)
+def test_row_sums_are_split_under_xla_only(mode, summed, monkeypatch):
+    # An Embedding table's neurons are rows: TF's row sums are fast in graph
+    # mode, XLA's are not (backend.split_sum).
+    layout = nero_tf.layouts.resolve("embedding/embeddings", (300, 128))
+    x = tf.random.normal((300, 128))
+    calls = []
+    plain = keras.ops.sum
+    monkeypatch.setattr(keras.ops, "sum", lambda *a, **k: calls.append(a) or plain(*a, **k))
+    run = {"eager": layout.neuron_sum,
+           "graph": tf.function(layout.neuron_sum),
+           "xla": tf.function(layout.neuron_sum, jit_compile=True)}[mode]
+    got = run(x).numpy()
+    assert [tuple(a[0].shape) for a in calls] == summed
+    np.testing.assert_allclose(got, tf.reduce_sum(x, 1, keepdims=True).numpy(),
+                               rtol=1e-5, atol=1e-5)
