@@ -30,8 +30,16 @@ rotated by k, so that load from other processes hits all alike. Medians are
 reported. The machine is shared: read ratios, not absolute times.
 
 Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
-  current          Nero as shipped: sum(g^2); then sum(u), sum(u^2) with u
-                   fused (never stored under XLA); then (u - mean) / norm.
+  current          Nero as shipped: sum(g^2); then sum(u), sum(u^2); then
+                   (u - mean) / norm; each sum through nero_tf.backend.
+                   split_sum (TF on CPU: the producer fused into an add of 8
+                   blocks, then a plain reduction of the 8x smaller tensor).
+  plain            current with plain keras.ops.sum sums (shipped until the
+                   split: XLA and Eigen run a sum with a fused producer 2-3x
+                   below memory speed on CPU).
+  algebraic_split  algebraic (below) with each of the five sums split.
+  current_complex  current with sum(u), sum(u^2) as ONE split sum of
+                   complex(u, u^2) (u and w, g read once).
   algebraic        one pass of five sums of the inputs, sum(w), sum(w^2),
                    sum(w g), sum(g), sum(g^2), then sum(u) = sum(w) - c sum(g),
                    sum(u^2) = sum(w^2) - 2 c sum(w g) + c^2 sum(g^2); the NaN
@@ -52,6 +60,7 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
                    squares and fewer where()s (stats-side micro-changes).
   current_lean     current, with the write pass as w*a - g*b - d (per-neuron
                    a, b, d formed on the statistics) and c from one rsqrt.
+All but current, algebraic_split and current_complex use plain sums.
 """
 
 import argparse
@@ -78,9 +87,9 @@ SHAPES = {
     "dense784x784": ((784, 784), "first"),
 }
 FORMULATION_NAMES = (
-    "current", "algebraic", "algebraic_stack", "current_stack", "current_matmul",
-    "algebraic_matmul", "current_2stage", "current_cond", "current_rsqrt2",
-    "current_lean",
+    "current", "plain", "algebraic_split", "current_complex", "algebraic",
+    "algebraic_stack", "current_stack", "current_matmul", "algebraic_matmul",
+    "current_2stage", "current_cond", "current_rsqrt2", "current_lean",
 )
 MODES = ("graph", "xla")
 
@@ -94,6 +103,13 @@ def sum_reduce(layout, x):
     from keras import ops
 
     return ops.sum(x, axis=layout.reduce_axes, keepdims=True)
+
+
+def sum_split(layout, x):
+    """As Nero ships: nero_tf.backend.split_sum (split where it pays)."""
+    from nero_tf.backend import split_sum
+
+    return split_sum(x, layout.reduce_axes)
 
 
 def sum_matmul(layout, x):
@@ -226,6 +242,26 @@ def current_stack(opt, layout, v, w, g, lr, bias_correction):
     return (u - mean) * inv_norm
 
 
+def current_complex(opt, layout, v, w, g, lr, bias_correction):
+    from keras import ops
+
+    n = float(layout.fan_in)
+    grad_sq = sum_split(layout, g * g)
+    finite = ops.isfinite(grad_sq)
+    g = ops.where(finite, g, 0.0)
+    grad_sq = ops.where(finite, grad_sq, 0.0)
+    c = _step_size(opt, v, layout, grad_sq, bias_correction, lr)
+    u = w - c * g
+    if opt.center and opt.normalize:
+        paired = sum_split(layout, ops.cast(u, "complex64") + 1j * ops.cast(u * u, "complex64"))
+        u_sum, u_sq = ops.real(paired), ops.imag(paired)
+    else:
+        u_sum = sum_split(layout, u) if opt.center else None
+        u_sq = sum_split(layout, u * u) if opt.normalize else None
+    mean, inv_norm = _finish(opt, n, u_sum, u_sq)
+    return (u - mean) * inv_norm
+
+
 def make_algebraic(neuron_sum=sum_reduce, stacked=False):
     def algebraic(opt, layout, v, w, g, lr, bias_correction):
         from keras import ops
@@ -318,7 +354,10 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
 
 
 FORMULATIONS = {
-    "current": make_current(sum_reduce),
+    "current": make_current(sum_split),
+    "plain": make_current(sum_reduce),
+    "algebraic_split": make_algebraic(sum_split),
+    "current_complex": current_complex,
     "algebraic": make_algebraic(sum_reduce),
     "algebraic_stack": make_algebraic(stacked=True),
     "current_stack": current_stack,
@@ -586,6 +625,8 @@ def run_reductions(rounds, log):
     import numpy as np
     import tensorflow as tf
 
+    from nero_tf.backend import split_sum
+
     log("\n## One per-neuron sum of x (fan_in, N) [and of x*y], median ms")
     rng = np.random.default_rng(0)
     for F, N in [(4096, 4096), (512, 4096), (4608, 512), (784, 784), (4096, 10)]:
@@ -601,6 +642,7 @@ def run_reductions(rounds, log):
             "2stage(x)": lambda x, y: tf.reduce_sum(tf.reshape(
                 tf.reduce_sum(tf.reshape(x, (F // k, k * N)), 0), (k, N)), 0),
             "sum0(x*y)": lambda x, y: tf.reduce_sum(x * y, 0),
+            "split8(x*y)": lambda x, y: split_sum(x * y, (0,), parts=8, min_size=0),
             "einsum(x,y)": lambda x, y: tf.einsum("ij,ij->j", x, y),
             "matmul(1,x*y)": lambda x, y: tf.matmul(ones, x * y),
             "5 sums": lambda x, y: [tf.reduce_sum(t, 0) for t in (x, y, x * x, x * y, y * y)],

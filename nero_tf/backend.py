@@ -113,17 +113,23 @@ def split_sum(x, axes, parts=None, min_size=None):
     ):
         return keras.ops.sum(x, axis=axes, keepdims=True)
 
-    def block(start, stop):
-        index = [slice(None)] * len(shape)
-        index[axis] = slice(start, stop)
-        return x[tuple(index)]
-
+    # One split op (rather than a slice per block) keeps the traced graph
+    # small: it is traced for every tensor, and trace + compile time counts.
     length = shape[axis] // parts
-    blocks = block(0, length)
-    for i in range(1, parts):
-        blocks = blocks + block(i * length, (i + 1) * length)
-    total = keras.ops.sum(blocks, axis=axes, keepdims=True)
-    if parts * length < shape[axis]:
-        rest = block(parts * length, shape[axis])
+    if parts * length == shape[axis]:
+        blocks = keras.ops.split(x, parts, axis=axis)
+        rest = None
+    else:
+        *blocks, rest = keras.ops.split(
+            x, [i * length for i in range(1, parts + 1)], axis=axis
+        )
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        total = tf.add_n(blocks)  # one op, not parts - 1
+    else:
+        total = functools.reduce(keras.ops.add, blocks)
+    total = keras.ops.sum(total, axis=axes, keepdims=True)
+    if rest is not None:
         total = total + keras.ops.sum(rest, axis=axes, keepdims=True)
     return total
