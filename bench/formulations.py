@@ -223,16 +223,20 @@ def make_current(neuron_sum, guard="where"):
     return current
 
 
-def current_stack(opt, layout, v, w, g, lr, bias_correction):
+def _stepped(opt, layout, v, w, g, lr, bias_correction, neuron_sum):
+    """u = w - c g with Nero's NaN guard (as current), for the variants below."""
     from keras import ops
 
-    n = float(layout.fan_in)
-    grad_sq = sum_reduce(layout, g * g)
+    grad_sq = neuron_sum(layout, g * g)
     finite = ops.isfinite(grad_sq)
     g = ops.where(finite, g, 0.0)
     grad_sq = ops.where(finite, grad_sq, 0.0)
-    c = _step_size(opt, v, layout, grad_sq, bias_correction, lr)
-    u = w - c * g
+    return w - _step_size(opt, v, layout, grad_sq, bias_correction, lr) * g
+
+
+def current_stack(opt, layout, v, w, g, lr, bias_correction):
+    n = float(layout.fan_in)
+    u = _stepped(opt, layout, v, w, g, lr, bias_correction, sum_reduce)
     if opt.center and opt.normalize:
         u_sum, u_sq = sum_stacked(layout, [u, u * u])
     else:
@@ -246,12 +250,7 @@ def current_complex(opt, layout, v, w, g, lr, bias_correction):
     from keras import ops
 
     n = float(layout.fan_in)
-    grad_sq = sum_split(layout, g * g)
-    finite = ops.isfinite(grad_sq)
-    g = ops.where(finite, g, 0.0)
-    grad_sq = ops.where(finite, grad_sq, 0.0)
-    c = _step_size(opt, v, layout, grad_sq, bias_correction, lr)
-    u = w - c * g
+    u = _stepped(opt, layout, v, w, g, lr, bias_correction, sum_split)
     if opt.center and opt.normalize:
         paired = sum_split(layout, ops.cast(u, "complex64") + 1j * ops.cast(u * u, "complex64"))
         u_sum, u_sq = ops.real(paired), ops.imag(paired)

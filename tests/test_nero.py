@@ -78,26 +78,31 @@ def random_grads(variables, rng):
     return [rng.normal(size=v.shape).astype("float32") for v in variables]
 
 
-@pytest.mark.parametrize("constraints", [True, False, "center", "normalize"])
-def test_matches_numpy_reference_on_every_layer_kind(constraints):
-    model = every_layer_model()
-    variables = model.trainable_variables
+def assert_follows_reference(variables, optimizer, steps, center=True, normalize=True,
+                             seed=0):
+    """`optimizer` (lr 0.05, beta 0.9) against the NumPy reference, same gradients."""
     paths = [v.path for v in variables]
-    assert all(not layouts.resolve(v.path, v.shape).guessed for v in variables)
     reference = NeroReference(
         [to_rows(p, v.numpy()) for p, v in zip(paths, variables)], lr=0.05, beta=0.9,
-        center=nero_tf.constraints.CONSTRAINT_MODES[constraints][0],
-        normalize=nero_tf.constraints.CONSTRAINT_MODES[constraints][1])
-    optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9, constraints=constraints)
+        center=center, normalize=normalize)
     optimizer.build(variables)
-    rng = np.random.default_rng(0)
-    for step in range(12):
+    rng = np.random.default_rng(seed)
+    for step in range(steps):
         for p, v, want in zip(paths, variables, reference.params):
             np.testing.assert_allclose(
                 to_rows(p, v.numpy()), want, atol=2e-5, err_msg=f"{p} step {step}")
         grads = random_grads(variables, rng)
         reference.step([to_rows(p, g) for p, g in zip(paths, grads)])
         optimizer.apply(grads, variables)
+
+
+@pytest.mark.parametrize("constraints", [True, False, "center", "normalize"])
+def test_matches_numpy_reference_on_every_layer_kind(constraints):
+    variables = every_layer_model().trainable_variables
+    assert all(not layouts.resolve(v.path, v.shape).guessed for v in variables)
+    center, normalize = nero_tf.constraints.CONSTRAINT_MODES[constraints]
+    optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9, constraints=constraints)
+    assert_follows_reference(variables, optimizer, 12, center, normalize)
 
 
 def large_tensor_model():
@@ -114,27 +119,12 @@ def large_tensor_model():
     return keras.Model([img_in, tok_in], out)
 
 
-def assert_follows_reference(variables, optimizer, steps=6, lr=0.05):
-    paths = [v.path for v in variables]
-    reference = NeroReference(
-        [to_rows(p, v.numpy()) for p, v in zip(paths, variables)], lr=lr, beta=0.9)
-    optimizer.build(variables)
-    rng = np.random.default_rng(3)
-    for step in range(steps):
-        for p, v, want in zip(paths, variables, reference.params):
-            np.testing.assert_allclose(
-                to_rows(p, v.numpy()), want, atol=2e-5, err_msg=f"{p} step {step}")
-        grads = random_grads(variables, rng)
-        reference.step([to_rows(p, g) for p, g in zip(paths, grads)])
-        optimizer.apply(grads, variables)
-
-
 def test_matches_numpy_reference_on_tensors_with_split_sums():
     model = large_tensor_model()
     variables = model.trainable_variables
     split = [v for v in variables if math.prod(v.shape) >= backend.SPLIT_MIN_SIZE]
     assert len(split) == 4  # conv, embedding, both dense kernels
-    assert_follows_reference(variables, nero_tf.Nero(learning_rate=0.05, beta=0.9))
+    assert_follows_reference(variables, nero_tf.Nero(learning_rate=0.05, beta=0.9), 6, seed=3)
 
 
 def test_single_step_matches_hand_computed_numbers():
