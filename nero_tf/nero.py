@@ -7,7 +7,7 @@ from keras import ops
 from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
 from nero_tf import constraints as constraints_lib
-from nero_tf.backend import build_scope, dense_gradient
+from nero_tf.backend import build_scope, dense_gradient, zero_safe_multiply
 
 @keras.saving.register_keras_serializable(package="nero_tf")
 class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
@@ -231,7 +231,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             finite = ops.isfinite(grad_sq)
             grad_sq = ops.where(finite, grad_sq, 0.0)
             step_size = self._step_size(v, layout, grad_sq, bias_correction, lr)
-            w = w - step_size * ops.where(finite, g, 0.0)
+            w = w - zero_safe_multiply(g, ops.where(finite, step_size, 0.0))
             self.assign(
                 variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype)
             )
@@ -249,14 +249,14 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # paired as complex numbers into one sum (no faster), two-stage sums,
         # einsum, a cond-skipped NaN guard, and matmul(ones, x) sums (not
         # float32-exact under TF32/bf16 matmuls on GPU/TPU). This form is the
-        # fastest exact one measured.
+        # fastest exact one measured. A neuron whose |g|^2 is not finite gets
+        # c = 0 and sits the step out (zero_safe_multiply: 0 * NaN = 0).
         n = float(layout.fan_in)
         grad_sq = layout.neuron_sum(g * g)
         finite = ops.isfinite(grad_sq)
-        g = ops.where(finite, g, 0.0)  # fused into the passes below
         grad_sq = ops.where(finite, grad_sq, 0.0)
         c = self._step_size(v, layout, grad_sq, bias_correction, lr)
-        u = w - c * g
+        u = w - zero_safe_multiply(g, ops.where(finite, c, 0.0))
         mean = layout.neuron_sum(u) / n if self.center else 0.0
         if self.normalize:
             sq_norm = layout.neuron_sum(u * u)
