@@ -34,9 +34,9 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
                    (u - mean) / norm; each sum through nero_tf.backend.
                    split_sum (TF on CPU: the producer fused into an add of 8
                    blocks, then a plain reduction of the 8x smaller tensor).
-  plain            current with plain keras.ops.sum sums (shipped until the
-                   split: XLA and Eigen run a sum with a fused producer 2-3x
-                   below memory speed on CPU).
+  plain            current with plain keras.ops.sum sums and the where()
+                   guard (shipped until the split: XLA and Eigen run a sum
+                   with a fused producer 2-3x below memory speed on CPU).
   algebraic_split  algebraic (below) with each of the five sums split.
   current_complex  current with sum(u), sum(u^2) as ONE split sum of
                    complex(u, u^2) (u and w, g read once).
@@ -54,13 +54,16 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
   algebraic_matmul algebraic with the five sums as matmuls (same caveat).
   current_2stage   current, sums reshaped (n, N) -> (n/k, k N), reduced, then
                    (k, N) reduced (wider rows for few neurons).
-  current_cond     current, the NaN guard on g only taken (ops.cond) when
-                   some neuron's |g|^2 is not finite.
+  current_cond     current, with the NaN guard as a where() zeroing g, only
+                   taken (ops.cond) when some neuron's |g|^2 is not finite.
+  current_where    current, with that where() always taken (shipped until the
+                   zero-safe product: one more pass in TF graph mode).
   current_rsqrt2   current, normalised with one rsqrt of the centred sum of
                    squares and fewer where()s (stats-side micro-changes).
   current_lean     current, with the write pass as w*a - g*b - d (per-neuron
                    a, b, d formed on the statistics) and c from one rsqrt.
-All but current, algebraic_split and current_complex use plain sums.
+current_complex, algebraic_split, current_cond and current_where use the split
+sums; the others plain sums.
 """
 
 import argparse
@@ -89,7 +92,8 @@ SHAPES = {
 FORMULATION_NAMES = (
     "current", "plain", "algebraic_split", "current_complex", "algebraic",
     "algebraic_stack", "current_stack", "current_matmul", "algebraic_matmul",
-    "current_2stage", "current_cond", "current_rsqrt2", "current_lean",
+    "current_2stage", "current_cond", "current_where", "current_rsqrt2",
+    "current_lean",
 )
 MODES = ("graph", "xla")
 
@@ -199,22 +203,32 @@ def _finish(opt, n, u_sum, u_sq):
     return mean, inv_norm
 
 
-def make_current(neuron_sum, guard="where"):
+def make_current(neuron_sum, guard="zero_safe"):
+    """guard: how a neuron with a non-finite |g|^2 sits the step out:
+    "zero_safe" (as shipped: c = 0 and a product that is 0 where c is 0),
+    "where" (g zeroed by a where() over the whole tensor) or "cond" (that
+    where() only run, via ops.cond, when some neuron needs it)."""
+
     def current(opt, layout, v, w, g, lr, bias_correction):
         from keras import ops
+
+        from nero_tf.backend import zero_safe_multiply
 
         n = float(layout.fan_in)
         grad_sq = neuron_sum(layout, g * g)
         finite = ops.isfinite(grad_sq)
-        if guard == "cond":
-            g = ops.cond(
-                ops.all(finite), lambda: g, lambda: ops.where(finite, g, 0.0)
-            )
-        else:
-            g = ops.where(finite, g, 0.0)
         grad_sq = ops.where(finite, grad_sq, 0.0)
         c = _step_size(opt, v, layout, grad_sq, bias_correction, lr)
-        u = w - c * g
+        if guard == "zero_safe":
+            u = w - zero_safe_multiply(g, ops.where(finite, c, 0.0))
+        else:
+            if guard == "cond":
+                g = ops.cond(
+                    ops.all(finite), lambda: g, lambda: ops.where(finite, g, 0.0)
+                )
+            else:
+                g = ops.where(finite, g, 0.0)
+            u = w - c * g
         u_sum = neuron_sum(layout, u) if opt.center else None
         u_sq = neuron_sum(layout, u * u) if opt.normalize else None
         mean, inv_norm = _finish(opt, n, u_sum, u_sq)
@@ -354,7 +368,7 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
 
 FORMULATIONS = {
     "current": make_current(sum_split),
-    "plain": make_current(sum_reduce),
+    "plain": make_current(sum_reduce, guard="where"),
     "algebraic_split": make_algebraic(sum_split),
     "current_complex": current_complex,
     "algebraic": make_algebraic(sum_reduce),
@@ -363,7 +377,8 @@ FORMULATIONS = {
     "current_matmul": make_current(sum_matmul),
     "algebraic_matmul": make_algebraic(sum_matmul),
     "current_2stage": make_current(sum_two_stage),
-    "current_cond": make_current(sum_reduce, guard="cond"),
+    "current_cond": make_current(sum_split, guard="cond"),
+    "current_where": make_current(sum_split, guard="where"),
     "current_rsqrt2": current_rsqrt2,
     "current_lean": current_lean,
 }
