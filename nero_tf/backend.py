@@ -39,23 +39,23 @@ def dense_gradient(gradient):
     return gradient
 
 
-
 def zero_safe_multiply(x, y):
     """`x * y`, but 0 wherever `y` is 0, even where `x` is NaN or infinite.
 
     Nero zeroes the step size of a neuron whose gradient is not finite, so the
     neuron sits the step out. With TensorFlow this is one op
     (`tf.math.multiply_no_nan`): in graph mode every element-wise op is a
-    pass over the tensor, and a separate `where(finite, g, 0)` pass cost
-    15-20 % of Nero's step (VGG-11 and the transformer, bench/optimizer_step);
-    under XLA both forms fuse into one loop. Other backends: a `where` and a
-    product.
+    pass over the tensor, and a separate `where(finite, g, 0)` pass cost 5-8 %
+    of Nero's step (bench/formulations.py, models section, current against
+    current_where); under XLA both forms fuse into one loop. Other backends: a
+    `where` and a product.
     """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.math.multiply_no_nan(x, y)
     return keras.ops.where(y == 0, 0.0, x) * y
+
 
 # `split_sum` cuts the reduced axis into SPLIT_PARTS contiguous blocks and adds
 # them element-wise before reducing. Measured on CPU (bench/formulations.py and
