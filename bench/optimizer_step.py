@@ -5,7 +5,7 @@ taken as they are, and one fixed set of random gradients of the same shapes is
 applied again and again. Nero (built with `layouts=nero_tf.model_layouts(model)`)
 is compared with SGD (momentum 0), Adam and Keras' Lamb:
 
-    python -m bench.optimizer_step                      # everything, ~10 min on 2 cores
+    python -m bench.optimizer_step                      # everything, ~3 min on 2 cores
     python -m bench.optimizer_step --models vgg11 --repeats 10 --markdown out.md
     KERAS_BACKEND=jax python -m bench.optimizer_step --models vgg11   # or --backend jax
 
@@ -47,8 +47,9 @@ TF_MODES = ("graph", "xla")
 JAX_MODES = ("jit",)
 ALL_MODELS = ("vgg11", "resnet18_cifar", "mlp100", "transformer")
 ALL_OPTIMIZERS = ("sgd", "adam", "lamb", "nero")
-# About 8 minutes for everything on 2 CPU cores, half of it compiling: one
-# round (8 steps) of mlp100 or the transformer (61M / 49M weights) takes ~2 s.
+# About 3 minutes for everything on 2 CPU cores, most of it building and
+# compiling: 42 rounds (8 steps each) of mlp100 or the transformer (61M / 49M
+# weights) take 22-27 s, of VGG-11 15 s, of ResNet-18 7 s.
 DEFAULT_REPEATS = 40
 DEFAULT_WARMUP = 2
 
