@@ -395,17 +395,21 @@ class Loop:
     def _jit(self):
         return bool(getattr(self.model, "jit_compile", False))
 
+    def _step_on_data(self, step):
+        """`step` (model.train_step or test_step) on every replica, compiled."""
+        model, strategy = self.model, self.strategy
+
+        def one_step_on_data(data):
+            strategy.run(step, args=(data,))
+            return model.get_metrics_result()
+
+        return tf.function(
+            one_step_on_data, reduce_retracing=True, jit_compile=self._jit()
+        )
+
     def train_function(self):
         if self._train_function is None:
-            model, strategy = self.model, self.strategy
-
-            def one_step_on_data(data):
-                strategy.run(model.train_step, args=(data,))
-                return model.get_metrics_result()
-
-            one_step = tf.function(
-                one_step_on_data, reduce_retracing=True, jit_compile=self._jit()
-            )
+            one_step = self._step_on_data(self.model.train_step)
 
             @tf.function(reduce_retracing=True)
             def train_function(iterator):
@@ -416,15 +420,7 @@ class Loop:
 
     def test_function(self):
         if self._test_function is None:
-            model, strategy = self.model, self.strategy
-
-            def one_step_on_data(data):
-                strategy.run(model.test_step, args=(data,))
-                return model.get_metrics_result()
-
-            self._test_function = tf.function(
-                one_step_on_data, reduce_retracing=True, jit_compile=self._jit()
-            )
+            self._test_function = self._step_on_data(self.model.test_step)
         return self._test_function
 
     def iterator(self, step):
