@@ -174,19 +174,6 @@ def sum_stacked(layout, xs):
 # returns the new w (view).
 
 
-def _step_size(opt, v, layout, grad_sq, bias_correction, lr):
-    """As Nero._step_size."""
-    from keras import ops
-
-    v_new = opt.beta * ops.reshape(v, layout.stat_view_shape) + (
-        1.0 - opt.beta
-    ) * grad_sq
-    opt.assign(v, ops.reshape(v_new, layout.state_shape))
-    v_hat = v_new / bias_correction
-    positive = v_hat > 0
-    return ops.where(positive, lr * ops.rsqrt(ops.where(positive, v_hat, 1.0)), 0.0)
-
-
 def _finish(opt, n, u_sum, u_sq):
     """mean and 1/norm from sum(u), sum(u^2), as Nero does."""
     from keras import ops
@@ -218,7 +205,7 @@ def make_current(neuron_sum, guard="zero_safe"):
         grad_sq = neuron_sum(layout, g * g)
         finite = ops.isfinite(grad_sq)
         grad_sq = ops.where(finite, grad_sq, 0.0)
-        c = _step_size(opt, v, layout, grad_sq, bias_correction, lr)
+        c = opt._step_size(v, layout, grad_sq, bias_correction, lr)
         if guard == "zero_safe":
             u = w - zero_safe_multiply(g, ops.where(finite, c, 0.0))
         else:
@@ -245,7 +232,7 @@ def _stepped(opt, layout, v, w, g, lr, bias_correction, neuron_sum):
     finite = ops.isfinite(grad_sq)
     g = ops.where(finite, g, 0.0)
     grad_sq = ops.where(finite, grad_sq, 0.0)
-    return w - _step_size(opt, v, layout, grad_sq, bias_correction, lr) * g
+    return w - opt._step_size(v, layout, grad_sq, bias_correction, lr) * g
 
 
 def current_stack(opt, layout, v, w, g, lr, bias_correction):
@@ -292,7 +279,7 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False):
             sums = {k: neuron_sum(layout, terms[k]) for k in wanted}
         finite = ops.isfinite(sums["gg"])
         grad_sq = ops.where(finite, sums["gg"], 0.0)
-        c = _step_size(opt, v, layout, grad_sq, bias_correction, lr)
+        c = opt._step_size(v, layout, grad_sq, bias_correction, lr)
         u_sum = u_sq = None
         if opt.center:
             u_sum = sums["w"] - c * ops.where(finite, sums["g"], 0.0)
@@ -308,17 +295,24 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False):
     return algebraic
 
 
+def _guarded_average(opt, layout, v, g):
+    """g with non-finite neurons zeroed, and the new (stored) running average."""
+    from keras import ops
+
+    grad_sq = sum_reduce(layout, g * g)
+    finite = ops.isfinite(grad_sq)
+    grad_sq = ops.where(finite, grad_sq, 0.0)
+    v_new = opt.beta * ops.reshape(v, layout.stat_view_shape) + (1.0 - opt.beta) * grad_sq
+    opt.assign(v, ops.reshape(v_new, layout.state_shape))
+    return ops.where(finite, g, 0.0), v_new
+
+
 def current_rsqrt2(opt, layout, v, w, g, lr, bias_correction):
     """Stats-side micro-changes: one where for c, rsqrt of the centred sum."""
     from keras import ops
 
     n = float(layout.fan_in)
-    grad_sq = sum_reduce(layout, g * g)
-    finite = ops.isfinite(grad_sq)
-    g = ops.where(finite, g, 0.0)
-    grad_sq = ops.where(finite, grad_sq, 0.0)
-    v_new = opt.beta * ops.reshape(v, layout.stat_view_shape) + (1.0 - opt.beta) * grad_sq
-    opt.assign(v, ops.reshape(v_new, layout.state_shape))
+    g, v_new = _guarded_average(opt, layout, v, g)
     # v_hat > 0 <=> v_new > 0; 1 / sqrt(v / bc) = sqrt(bc) * rsqrt(v).
     c = ops.where(v_new > 0, (lr * ops.sqrt(bias_correction)) * ops.rsqrt(v_new), 0.0)
     u = w - c * g
@@ -342,12 +336,7 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
     from keras import ops
 
     n = float(layout.fan_in)
-    grad_sq = sum_reduce(layout, g * g)
-    finite = ops.isfinite(grad_sq)
-    g = ops.where(finite, g, 0.0)
-    grad_sq = ops.where(finite, grad_sq, 0.0)
-    v_new = opt.beta * ops.reshape(v, layout.stat_view_shape) + (1.0 - opt.beta) * grad_sq
-    opt.assign(v, ops.reshape(v_new, layout.state_shape))
+    g, v_new = _guarded_average(opt, layout, v, g)
     positive = v_new > 0
     c = ops.where(
         positive,
