@@ -376,13 +376,7 @@ assert tuple(FORMULATIONS) == FORMULATION_NAMES
 
 def nero_variant_class():
     """A Nero whose constrained step is one of FORMULATIONS."""
-    from keras import ops
-
     import nero_tf
-    try:
-        from nero_tf.backend import dense_gradient as _dense
-    except ImportError:  # older layout of the package
-        from nero_tf.nero import _dense
 
     class NeroVariant(nero_tf.Nero):
         def __init__(self, formulation="current", **kwargs):
@@ -390,23 +384,8 @@ def nero_variant_class():
             self.formulation = formulation
             self._formulate = FORMULATIONS[formulation]
 
-        def update_step(self, gradient, variable, learning_rate):
-            index = self._get_variable_index(variable)
-            if not self._constrained[index]:
-                return super().update_step(gradient, variable, learning_rate)
-            layout = self._neuron_layouts[index]
-            step = self._steps[index]
-            self.assign_add(step, ops.ones((), step.dtype))
-            bias_correction = 1.0 - ops.power(self.beta, ops.cast(step, "float32"))
-            lr = ops.cast(learning_rate, "float32") * self._scales[index]
-            g = layout.to_view(ops.cast(_dense(gradient), "float32"))
-            w = layout.to_view(ops.cast(variable, "float32"))
-            w = self._formulate(
-                self, layout, self._velocities[index], w, g, lr, bias_correction
-            )
-            self.assign(
-                variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype)
-            )
+        def _constrained_step(self, layout, v, w, g, lr, bias_correction):
+            return self._formulate(self, layout, v, w, g, lr, bias_correction)
 
     return NeroVariant
 

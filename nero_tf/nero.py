@@ -226,18 +226,22 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
         g = layout.to_view(ops.cast(dense_gradient(gradient), "float32"))
         w = layout.to_view(ops.cast(variable, "float32"))
-        if not self._constrained[index]:
+        if self._constrained[index]:
+            w = self._constrained_step(layout, v, w, g, lr, bias_correction)
+        else:
             grad_sq = layout.neuron_sum(g * g)
             finite = ops.isfinite(grad_sq)
             grad_sq = ops.where(finite, grad_sq, 0.0)
             step_size = self._step_size(v, layout, grad_sq, bias_correction, lr)
             w = w - zero_safe_multiply(g, ops.where(finite, step_size, 0.0))
-            self.assign(
-                variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype)
-            )
-            return
+        self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
 
-        # Constrained: the step, then the projection of u = w - c g, with three
+    def _constrained_step(self, layout, v, w, g, lr, bias_correction):
+        """New weights (neuron view) of a constrained tensor; updates `v`.
+
+        bench/formulations.py overrides this to time other formulations.
+        """
+        # The step, then the projection of u = w - c g, with three
         # per-neuron sums (|g|^2, then sum(u) and sum(u^2)) and one pass that
         # writes (u - mean(u)) / |u - mean(u)|. Each sum is split
         # (backend.split_sum): its producer (g * g, u, u * u) is fused into an
@@ -266,8 +270,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             inv_norm = 1.0 / ops.where(norm > 0, norm, 1.0)
         else:
             inv_norm = 1.0
-        w = (u - mean) * inv_norm
-        self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
+        return (u - mean) * inv_norm
 
     def _step_size(self, v, layout, grad_sq, bias_correction, lr):
         """Per-neuron step size lr * scale / sqrt(v_hat); updates `v`."""
