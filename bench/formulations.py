@@ -174,22 +174,6 @@ def sum_stacked(layout, xs):
 # returns the new w (view).
 
 
-def _finish(opt, n, u_sum, u_sq):
-    """mean and 1/norm from sum(u), sum(u^2), as Nero does."""
-    from keras import ops
-
-    mean = u_sum / n if opt.center else 0.0
-    if opt.normalize:
-        sq_norm = u_sq
-        if opt.center:
-            sq_norm = sq_norm - n * mean * mean
-        norm = ops.sqrt(ops.maximum(sq_norm, 0.0))
-        inv_norm = 1.0 / ops.where(norm > 0, norm, 1.0)
-    else:
-        inv_norm = 1.0
-    return mean, inv_norm
-
-
 def make_current(neuron_sum, guard="zero_safe"):
     """guard: how a neuron with a non-finite |g|^2 sits the step out:
     "zero_safe" (as shipped: c = 0 and a product that is 0 where c is 0),
@@ -218,7 +202,7 @@ def make_current(neuron_sum, guard="zero_safe"):
             u = w - c * g
         u_sum = neuron_sum(layout, u) if opt.center else None
         u_sq = neuron_sum(layout, u * u) if opt.normalize else None
-        mean, inv_norm = _finish(opt, n, u_sum, u_sq)
+        mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
         return (u - mean) * inv_norm
 
     return current
@@ -243,7 +227,7 @@ def current_stack(opt, layout, v, w, g, lr, bias_correction):
     else:
         u_sum = sum_reduce(layout, u) if opt.center else None
         u_sq = sum_reduce(layout, u * u) if opt.normalize else None
-    mean, inv_norm = _finish(opt, n, u_sum, u_sq)
+    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
     return (u - mean) * inv_norm
 
 
@@ -258,7 +242,7 @@ def current_complex(opt, layout, v, w, g, lr, bias_correction):
     else:
         u_sum = sum_split(layout, u) if opt.center else None
         u_sq = sum_split(layout, u * u) if opt.normalize else None
-    mean, inv_norm = _finish(opt, n, u_sum, u_sq)
+    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
     return (u - mean) * inv_norm
 
 
@@ -289,7 +273,7 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False):
                 - 2.0 * c * ops.where(finite, sums["wg"], 0.0)
                 + c * c * grad_sq
             )
-        mean, inv_norm = _finish(opt, n, u_sum, u_sq)
+        mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
         return (w - c * ops.where(finite, g, 0.0) - mean) * inv_norm
 
     return algebraic
@@ -346,7 +330,7 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
     u = w - c * g
     u_sum = sum_reduce(layout, u) if opt.center else None
     u_sq = sum_reduce(layout, u * u) if opt.normalize else None
-    mean, inv_norm = _finish(opt, n, u_sum, u_sq)
+    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
     if not opt.normalize:
         return w - c * g - mean
     b = c * inv_norm

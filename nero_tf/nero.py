@@ -261,16 +261,22 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         grad_sq = ops.where(finite, grad_sq, 0.0)
         c = self._step_size(v, layout, grad_sq, bias_correction, lr)
         u = w - zero_safe_multiply(g, ops.where(finite, c, 0.0))
-        mean = layout.neuron_sum(u) / n if self.center else 0.0
-        if self.normalize:
-            sq_norm = layout.neuron_sum(u * u)
-            if self.center:
-                sq_norm = sq_norm - n * mean * mean
-            norm = ops.sqrt(ops.maximum(sq_norm, 0.0))
-            inv_norm = 1.0 / ops.where(norm > 0, norm, 1.0)
-        else:
-            inv_norm = 1.0
+        u_sum = layout.neuron_sum(u) if self.center else None
+        u_sq = layout.neuron_sum(u * u) if self.normalize else None
+        mean, inv_norm = self._mean_and_inv_norm(n, u_sum, u_sq)
         return (u - mean) * inv_norm
+
+    def _mean_and_inv_norm(self, n, u_sum, u_sq):
+        """Per-neuron mean and 1 / norm of the centred u from sum(u), sum(u^2).
+
+        A zero norm (a neuron that is exactly zero) is divided by 1, not 0.
+        """
+        mean = u_sum / n if self.center else 0.0
+        if not self.normalize:
+            return mean, 1.0
+        sq_norm = u_sq - n * mean * mean if self.center else u_sq
+        norm = ops.sqrt(ops.maximum(sq_norm, 0.0))
+        return mean, 1.0 / ops.where(norm > 0, norm, 1.0)
 
     def _step_size(self, v, layout, grad_sq, bias_correction, lr):
         """Per-neuron step size lr * scale / sqrt(v_hat); updates `v`."""
