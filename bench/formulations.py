@@ -595,7 +595,8 @@ def run_reductions(rounds, log):
 
     log("\n## One per-neuron sum of x (fan_in, N) [and of x*y], median ms")
     rng = np.random.default_rng(0)
-    for F, N in [(4096, 4096), (512, 4096), (4608, 512), (784, 784), (4096, 10)]:
+    for F, N in [(4096, 4096), (512, 4096), (4608, 512), (784, 784), (4096, 10),
+                 (10000, 512)]:  # the last: an Embedding table ([rows] are its sums)
         x = tf.constant(rng.standard_normal((F, N), dtype=np.float32))
         y = tf.constant(rng.standard_normal((F, N), dtype=np.float32))
         ones = tf.ones((1, F))
@@ -609,6 +610,8 @@ def run_reductions(rounds, log):
                 tf.reduce_sum(tf.reshape(x, (F // k, k * N)), 0), (k, N)), 0),
             "sum0(x*y)": lambda x, y: tf.reduce_sum(x * y, 0),
             "split8(x*y)": lambda x, y: split_sum(x * y, (0,), parts=8, min_size=0),
+            "sum1(x*y) [rows]": lambda x, y: tf.reduce_sum(x * y, 1),
+            "split8(x*y) [rows]": lambda x, y: split_sum(x * y, (1,), parts=8, min_size=0),
             "einsum(x,y)": lambda x, y: tf.einsum("ij,ij->j", x, y),
             "matmul(1,x*y)": lambda x, y: tf.matmul(ones, x * y),
             "5 sums": lambda x, y: [tf.reduce_sum(t, 0) for t in (x, y, x * x, x * y, y * y)],

@@ -247,7 +247,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # (backend.split_sum): its producer (g * g, u, u * u) is fused into an
         # element-wise add of 8 blocks, and only that 8x smaller tensor is
         # reduced; on CPU this took VGG-11's step from 1.8x to 1.2x Adam's
-        # under XLA and from 1.2x to 0.85x in graph mode. bench/formulations.py
+        # under XLA and from 1.2x to 0.8x in graph mode. bench/formulations.py
         # measured the alternatives: five sums of w and g (XLA on CPU has no
         # multi-output fusion, so each is its own pass), [u, u^2] stacked or
         # paired as complex numbers into one sum (no faster), two-stage sums,
