@@ -187,12 +187,11 @@ def make_current(neuron_sum, guard="zero_safe"):
 
         n = float(layout.fan_in)
         grad_sq = neuron_sum(layout, g * g)
-        finite = ops.isfinite(grad_sq)
-        grad_sq = ops.where(finite, grad_sq, 0.0)
         c = opt._step_size(v, layout, grad_sq, bias_correction, lr)
         if guard == "zero_safe":
-            u = w - zero_safe_multiply(g, ops.where(finite, c, 0.0))
+            u = w - zero_safe_multiply(g, c)
         else:
+            finite = ops.isfinite(grad_sq)
             if guard == "cond":
                 g = ops.cond(
                     ops.all(finite), lambda: g, lambda: ops.where(finite, g, 0.0)

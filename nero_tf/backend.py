@@ -39,6 +39,18 @@ def dense_gradient(gradient):
     return gradient
 
 
+def reshape(x, shape):
+    """`keras.ops.reshape`, or `x` itself when it already has that shape.
+
+    The optimizers reshape every variable, gradient and statistic to and from
+    the neuron view; most are already in shape (Dense and conv kernels). Every
+    traced op costs trace and XLA compile time, once per variable.
+    """
+    if tuple(x.shape) == tuple(shape):
+        return x
+    return keras.ops.reshape(x, shape)
+
+
 def zero_safe_multiply(x, y):
     """`x * y`, but 0 wherever `y` is 0, even where `x` is NaN or infinite.
 

@@ -214,7 +214,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         layout = self._neuron_layouts[index]
         w = layout.to_view(ops.cast(variable, "float32"))
         w = layout.project(w, self.center, self.normalize)
-        self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
+        self.assign(variable, ops.cast(layout.from_view(w), variable.dtype))
 
     def _summary_title(self):
         return (

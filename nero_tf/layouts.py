@@ -35,7 +35,7 @@ import re
 import warnings
 
 from keras import ops
-from nero_tf.backend import split_sum
+from nero_tf.backend import reshape, split_sum
 
 ELEMENTWISE = "elementwise"
 
@@ -230,7 +230,12 @@ class NeuronLayout:
         )
 
     def to_view(self, x):
-        return ops.reshape(x, self.view_shape)
+        """`x` (the variable's shape) in the neuron view."""
+        return reshape(x, self.view_shape)
+
+    def from_view(self, x_view):
+        """A tensor in the neuron view back in the variable's shape."""
+        return reshape(x_view, self.shape)
 
     def neuron_sum(self, x_view):
         """Per-neuron sum over the fan-in of a tensor in the neuron view."""
@@ -259,7 +264,7 @@ class NeuronLayout:
         x_view = self.to_view(ops.convert_to_tensor(x, "float32"))
         if self.elementwise:
             return ops.abs(x_view)
-        return ops.reshape(
+        return reshape(
             ops.sqrt(self.neuron_sum(ops.square(x_view))), self.state_shape
         )
 

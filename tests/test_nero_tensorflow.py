@@ -256,3 +256,35 @@ def test_row_sums_are_split_under_xla_only(mode, summed, monkeypatch):
     assert [tuple(a[0].shape) for a in calls] == summed
     np.testing.assert_allclose(got, tf.reduce_sum(x, 1, keepdims=True).numpy(),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode):
+    # enable_check_numerics fails on any inf or NaN an op produces, even one a
+    # where() then discards: zero gradients (v = 0) and an all-zero neuron
+    # (norm 0) must not produce one. Large enough for the split sums.
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(512, 96)).astype("float32")
+    w[:, 5] = 0.0  # a neuron that is exactly zero
+    kernel = keras.Variable(w, name="kernel")
+    bias = keras.Variable(np.zeros(96, "float32"), name="bias")
+    optimizer = nero_tf.Nero(learning_rate=0.1)
+    optimizer.build([kernel, bias])
+    g = rng.normal(size=(512, 96)).astype("float32")
+    g[:, 5] = 0.0
+    g[:, 7] = 0.0  # v stays 0 for neuron 7
+    g_bias = np.zeros(96, "float32")
+    def apply(grads):
+        optimizer.apply(grads, [kernel, bias])
+
+    if mode == "graph":
+        apply = tf.function(apply)
+    tf.debugging.enable_check_numerics()
+    try:
+        for _ in range(2):
+            apply([tf.constant(g), tf.constant(g_bias)])
+    finally:
+        tf.debugging.disable_check_numerics()
+    after = kernel.numpy()
+    np.testing.assert_array_equal(after[:, 5], 0.0)
+    np.testing.assert_allclose(np.linalg.norm(np.delete(after, 5, axis=1), axis=0), 1, atol=1e-5)
