@@ -191,7 +191,7 @@ def state_floats(optimizer):
 
 # --------------------------------------------------------------------------- #
 # Compiled steps, one per (optimiser, mode). Each is a callable `step()` that
-# runs one update and blocks until it is done, plus `traces()`.
+# runs one update and blocks until it is done, plus `traces()` and `traced_ops()`.
 
 
 class TFStep:
@@ -213,6 +213,10 @@ class TFStep:
 
     def traces(self):
         return self.fn.experimental_get_tracing_count()
+
+    def traced_ops(self):
+        """Ops in the traced graph: what trace and XLA compile time grow with."""
+        return len(self.fn.get_concrete_function(self.grads).graph.get_operations())
 
 
 class JaxStep:
@@ -240,6 +244,9 @@ class JaxStep:
 
     def traces(self):
         return self.n_traces
+
+    def traced_ops(self):
+        return None  # not counted with JAX
 
 
 # --------------------------------------------------------------------------- #
@@ -368,6 +375,7 @@ def bench_model(name, args, backend, modes, log):
             "state": state_floats(optimizers[opt_name]),
             "compile_ms": compile_ms[opt_name, mode],
             "traces": steps[opt_name, mode].traces(),
+            "traced_ops": steps[opt_name, mode].traced_ops(),
         })
     by_key = {(r["optimizer"], r["mode"]): r for r in rows}
     for r in rows:
@@ -402,6 +410,7 @@ COLUMNS = [
     ("state floats", "state"),
     ("state % Adam", "state_pct_adam"),
     ("compile ms", "compile_ms"),
+    ("traced ops", "traced_ops"),
     ("traces", "traces"),
 ]
 
@@ -420,7 +429,7 @@ def _cell(row, key):
         return f"{value:,}"
     if key == "state_pct_adam":
         return f"{value:.3f}" if value < 1 else f"{value:.0f}"
-    if key == "compile_ms":
+    if key in ("compile_ms", "traced_ops"):
         return f"{value:,.0f}"
     return str(value)
 
