@@ -169,9 +169,10 @@ def sum_stacked(layout, xs):
 
 # --------------------------------------------------------------------------- #
 # Formulations of the constrained step. Each gets the optimiser (for beta,
-# center, normalize), the layout, the per-neuron state `v`, the views of w and g
-# (float32), lr (lr * scale) and the bias correction; each updates `v` and
-# returns the new w (view).
+# center, normalize), the layout, the per-neuron state `v` (in the statistics'
+# view shape), the views of w and g (float32), lr (lr * scale) and the bias
+# correction; each returns the new w (view) and the new v, and assigns nothing
+# (Nero compiles it per view shape in TF graph mode on CPU, as it does its own).
 
 
 def make_current(neuron_sum, guard="zero_safe"):
@@ -187,7 +188,7 @@ def make_current(neuron_sum, guard="zero_safe"):
 
         n = float(layout.fan_in)
         grad_sq = neuron_sum(layout, g * g)
-        c = opt._step_size(v, layout, grad_sq, bias_correction, lr)
+        c, v_new = opt._step_size(v, grad_sq, bias_correction, lr)
         if guard == "zero_safe":
             u = w - zero_safe_multiply(g, c)
         else:
@@ -202,39 +203,40 @@ def make_current(neuron_sum, guard="zero_safe"):
         u_sum = neuron_sum(layout, u) if opt.center else None
         u_sq = neuron_sum(layout, u * u) if opt.normalize else None
         mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
-        return (u - mean) * inv_norm
+        return (u - mean) * inv_norm, v_new
 
     return current
 
 
 def _stepped(opt, layout, v, w, g, lr, bias_correction, neuron_sum):
-    """u = w - c g with Nero's NaN guard (as current), for the variants below."""
+    """u = w - c g with Nero's NaN guard (as current), and the new v."""
     from keras import ops
 
     grad_sq = neuron_sum(layout, g * g)
     finite = ops.isfinite(grad_sq)
     g = ops.where(finite, g, 0.0)
     grad_sq = ops.where(finite, grad_sq, 0.0)
-    return w - opt._step_size(v, layout, grad_sq, bias_correction, lr) * g
+    c, v_new = opt._step_size(v, grad_sq, bias_correction, lr)
+    return w - c * g, v_new
 
 
 def current_stack(opt, layout, v, w, g, lr, bias_correction):
     n = float(layout.fan_in)
-    u = _stepped(opt, layout, v, w, g, lr, bias_correction, sum_reduce)
+    u, v_new = _stepped(opt, layout, v, w, g, lr, bias_correction, sum_reduce)
     if opt.center and opt.normalize:
         u_sum, u_sq = sum_stacked(layout, [u, u * u])
     else:
         u_sum = sum_reduce(layout, u) if opt.center else None
         u_sq = sum_reduce(layout, u * u) if opt.normalize else None
     mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
-    return (u - mean) * inv_norm
+    return (u - mean) * inv_norm, v_new
 
 
 def current_complex(opt, layout, v, w, g, lr, bias_correction):
     from keras import ops
 
     n = float(layout.fan_in)
-    u = _stepped(opt, layout, v, w, g, lr, bias_correction, sum_split)
+    u, v_new = _stepped(opt, layout, v, w, g, lr, bias_correction, sum_split)
     if opt.center and opt.normalize:
         paired = sum_split(layout, ops.cast(u, "complex64") + 1j * ops.cast(u * u, "complex64"))
         u_sum, u_sq = ops.real(paired), ops.imag(paired)
@@ -242,7 +244,7 @@ def current_complex(opt, layout, v, w, g, lr, bias_correction):
         u_sum = sum_split(layout, u) if opt.center else None
         u_sq = sum_split(layout, u * u) if opt.normalize else None
     mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
-    return (u - mean) * inv_norm
+    return (u - mean) * inv_norm, v_new
 
 
 def make_algebraic(neuron_sum=sum_reduce, stacked=False):
@@ -262,7 +264,7 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False):
             sums = {k: neuron_sum(layout, terms[k]) for k in wanted}
         finite = ops.isfinite(sums["gg"])
         grad_sq = ops.where(finite, sums["gg"], 0.0)
-        c = opt._step_size(v, layout, grad_sq, bias_correction, lr)
+        c, v_new = opt._step_size(v, grad_sq, bias_correction, lr)
         u_sum = u_sq = None
         if opt.center:
             u_sum = sums["w"] - c * ops.where(finite, sums["g"], 0.0)
@@ -273,20 +275,19 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False):
                 + c * c * grad_sq
             )
         mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
-        return (w - c * ops.where(finite, g, 0.0) - mean) * inv_norm
+        return (w - c * ops.where(finite, g, 0.0) - mean) * inv_norm, v_new
 
     return algebraic
 
 
 def _guarded_average(opt, layout, v, g):
-    """g with non-finite neurons zeroed, and the new (stored) running average."""
+    """g with non-finite neurons zeroed, and the new running average."""
     from keras import ops
 
     grad_sq = sum_reduce(layout, g * g)
     finite = ops.isfinite(grad_sq)
     grad_sq = ops.where(finite, grad_sq, 0.0)
-    v_new = opt.beta * ops.reshape(v, layout.stat_view_shape) + (1.0 - opt.beta) * grad_sq
-    opt.assign(v, ops.reshape(v_new, layout.state_shape))
+    v_new = opt.beta * v + (1.0 - opt.beta) * grad_sq
     return ops.where(finite, g, 0.0), v_new
 
 
@@ -305,8 +306,8 @@ def current_rsqrt2(opt, layout, v, w, g, lr, bias_correction):
         if opt.center:
             sq_norm = sq_norm - n * mean * mean
         inv_norm = ops.where(sq_norm > 0, ops.rsqrt(sq_norm), 0.0)
-        return (u - mean) * inv_norm
-    return u - mean
+        return (u - mean) * inv_norm, v_new
+    return u - mean, v_new
 
 
 def current_lean(opt, layout, v, w, g, lr, bias_correction):
@@ -331,11 +332,11 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
     u_sq = sum_reduce(layout, u * u) if opt.normalize else None
     mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
     if not opt.normalize:
-        return w - c * g - mean
+        return w - c * g - mean, v_new
     b = c * inv_norm
     if opt.center:
-        return w * inv_norm - g * b - mean * inv_norm
-    return w * inv_norm - g * b
+        return w * inv_norm - g * b - mean * inv_norm, v_new
+    return w * inv_norm - g * b, v_new
 
 
 FORMULATIONS = {
@@ -367,7 +368,7 @@ def nero_variant_class():
             self.formulation = formulation
             self._formulate = FORMULATIONS[formulation]
 
-        def _constrained_step(self, layout, v, w, g, lr, bias_correction):
+        def _constrained_step(self, layout, w, g, v, lr, bias_correction):
             return self._formulate(self, layout, v, w, g, lr, bias_correction)
 
     return NeroVariant

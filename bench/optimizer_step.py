@@ -84,6 +84,12 @@ def parse_args(argv=None):
     parser.add_argument("--vocab", type=int, default=10000,
                         help="transformer's shared vocabulary (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--compile-min-size", type=int, metavar="N",
+        help="TF graph mode: XLA-compile Nero's updates of tensors with at least "
+        "N weights (default nero_tf.backend.COMPILE_MIN_SIZE; a huge N turns "
+        "it off)",
+    )
     args = parser.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.optimizers = [o for o in args.optimizers.split(",") if o]
@@ -508,6 +514,10 @@ def main(argv=None):
         # retracing": it counts the distinct tf.functions built here, one per
         # (optimiser, mode); real retracing is checked per function below.
         tf.get_logger().setLevel("ERROR")
+    if args.compile_min_size is not None:
+        import nero_tf
+
+        nero_tf.backend.COMPILE_MIN_SIZE = args.compile_min_size
     valid = TF_MODES if backend == "tensorflow" else JAX_MODES
     modes = args.modes.split(",") if args.modes else list(valid)
     for m in modes:

@@ -1,5 +1,6 @@
 """The Nero optimiser (Liu, Bernstein, Meister, Yue, ICML 2021)."""
 
+import functools
 import math
 
 import keras
@@ -7,7 +8,14 @@ from keras import ops
 from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
 from nero_tf import constraints as constraints_lib
-from nero_tf.backend import build_scope, dense_gradient, reshape, zero_safe_multiply
+from nero_tf.backend import (
+    CompiledFunctions,
+    build_scope,
+    compiled_updates_pay_off,
+    dense_gradient,
+    reshape,
+    zero_safe_multiply,
+)
 
 @keras.saving.register_keras_serializable(package="nero_tf")
 class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
@@ -41,6 +49,11 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     gradient is computed before the optimiser exists, at the unprojected
     weights; call `optimizer.build(model.trainable_variables)` first to avoid
     that.
+
+    Speed: with TensorFlow on CPU in graph mode (`model.fit` without
+    `jit_compile`), the update of each large tensor runs as an XLA-compiled
+    function, one per distinct tensor shape, compiled in the first step;
+    under `jit_compile=True` the whole step is XLA already.
 
     Robustness, where the reference implementation breaks: an all-zero neuron
     (zero-initialised kernel) is left at zero by the projection instead of
@@ -141,6 +154,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         self.center, self.normalize = center, normalize
         self.layouts = layouts
         self.unconstrained = unconstrained
+        self._compiled = CompiledFunctions()  # see update_step
 
     def build(self, var_list):
         """Initialise Nero's state and project the weights onto the constraints.
@@ -216,6 +230,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         """Update step given gradient and the associated model variable."""
         index = self._get_variable_index(variable)
         layout = self._neuron_layouts[index]
+        constrained = self._constrained[index]
         v = self._velocities[index]
         step = self._steps[index]
         self.assign_add(step, 1)
@@ -224,16 +239,33 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
         g = layout.to_view(ops.cast(dense_gradient(gradient), "float32"))
         w = layout.to_view(ops.cast(variable, "float32"))
-        if self._constrained[index]:
-            w = self._constrained_step(layout, v, w, g, lr, bias_correction)
+        args = (w, g, reshape(v, layout.stat_view_shape), lr, bias_correction)
+        if compiled_updates_pay_off(math.prod(layout.shape)):
+            # One XLA function per view shape (backend.COMPILE_MIN_SIZE).
+            w, v_new = self._compiled.call(
+                (layout.view_shape, layout.reduce_axes, constrained),
+                lambda: functools.partial(self._new_weights, layout, constrained),
+                *args,
+            )
         else:
-            grad_sq = layout.neuron_sum(g * g)
-            c = self._step_size(v, layout, grad_sq, bias_correction, lr)
-            w = w - zero_safe_multiply(g, c)
+            w, v_new = self._new_weights(layout, constrained, *args)
+        self.assign(v, reshape(v_new, layout.state_shape))
         self.assign(variable, ops.cast(layout.from_view(w), variable.dtype))
 
-    def _constrained_step(self, layout, v, w, g, lr, bias_correction):
-        """New weights (neuron view) of a constrained tensor; updates `v`.
+    def _new_weights(self, layout, constrained, w, g, v, lr, bias_correction):
+        """New weights and running average of one tensor, in the neuron view.
+
+        Pure (assigns nothing), and depends on `layout` only through its view
+        shape and fan-in axes, so one compiled version serves every tensor of
+        the same view shape.
+        """
+        if constrained:
+            return self._constrained_step(layout, w, g, v, lr, bias_correction)
+        c, v_new = self._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
+        return w - zero_safe_multiply(g, c), v_new
+
+    def _constrained_step(self, layout, w, g, v, lr, bias_correction):
+        """New weights (neuron view) and `v` of a constrained tensor.
 
         bench/formulations.py overrides this to time other formulations.
         """
@@ -252,12 +284,12 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # fastest exact one measured. A neuron whose |g|^2 is not finite gets
         # c = 0 and sits the step out (zero_safe_multiply: 0 * NaN = 0).
         n = float(layout.fan_in)
-        c = self._step_size(v, layout, layout.neuron_sum(g * g), bias_correction, lr)
+        c, v_new = self._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
         u = w - zero_safe_multiply(g, c)
         u_sum = layout.neuron_sum(u) if self.center else None
         u_sq = layout.neuron_sum(u * u) if self.normalize else None
         mean, inv_norm = self._mean_and_inv_norm(n, u_sum, u_sq)
-        return (u - mean) * inv_norm
+        return (u - mean) * inv_norm, v_new
 
     # The per-neuron arithmetic below uses as few ops as it takes: it is traced
     # once per variable. With the reshapes that backend.reshape skips, this
@@ -277,23 +309,21 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # enable_check_numerics flags any): 0 and rounding-negative sums -> 1.
         return mean, ops.rsqrt(ops.where(sq_norm > 0, sq_norm, 1.0))
 
-    def _step_size(self, v, layout, grad_sq, bias_correction, lr):
-        """Per-neuron step size lr * scale / sqrt(v_hat); updates `v`.
+    def _step_size(self, v, grad_sq, bias_correction, lr):
+        """Per-neuron step size lr * scale / sqrt(v_hat), and the new `v`.
 
         A neuron whose `grad_sq` is not finite (a NaN or Inf gradient entry)
         gets step size 0 and its average only decays, as if its gradient were
         zero.
         """
         finite = ops.isfinite(grad_sq)
-        v_new = self.beta * reshape(v, layout.stat_view_shape) + (
-            1.0 - self.beta
-        ) * ops.where(finite, grad_sq, 0.0)
-        self.assign(v, reshape(v_new, layout.state_shape))
+        v_new = self.beta * v + (1.0 - self.beta) * ops.where(finite, grad_sq, 0.0)
         v_hat = v_new / bias_correction
         # No epsilon: a zero average means a zero gradient, and a zero step
         # (computed without an rsqrt(0) = inf, as above).
         stepping = ops.logical_and(finite, v_hat > 0)
-        return ops.where(stepping, lr * ops.rsqrt(ops.where(stepping, v_hat, 1.0)), 0.0)
+        c = ops.where(stepping, lr * ops.rsqrt(ops.where(stepping, v_hat, 1.0)), 0.0)
+        return c, v_new
 
     def _summary_title(self):
         state = sum(math.prod(v.shape) for v in self._velocities)

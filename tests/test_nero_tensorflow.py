@@ -105,7 +105,12 @@ def test_savedmodel_serves_and_its_variables_restore_nero_state(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_mirrored_strategy_follows_the_single_device_trajectory(mirrored_strategy):
+@pytest.mark.parametrize("updates", ["graph", "xla-per-shape"])
+def test_mirrored_strategy_follows_the_single_device_trajectory(
+    mirrored_strategy, updates, monkeypatch
+):
+    if updates == "xla-per-shape":  # every tensor's update XLA-compiled, per replica
+        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 0)
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
     y = np.random.default_rng(1).normal(size=(64, 3)).astype("float32")
     results = []
@@ -115,6 +120,8 @@ def test_mirrored_strategy_follows_the_single_device_trajectory(mirrored_strateg
             model.compile(optimizer=nero_tf.Nero(learning_rate=0.05), loss="mse")
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         results.append(model.get_weights())
+        compiled = model.optimizer._compiled.tracing_counts()
+        assert len(compiled) == (4 if updates == "xla-per-shape" else 0)
     assert strategy.num_replicas_in_sync == 2
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, atol=1e-5)
@@ -219,8 +226,15 @@ def test_random_shapes_and_layouts_match_the_reference(shape, data, lr, beta):
         np.testing.assert_allclose(rows(variable.numpy()), reference.params[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_compiled_step_with_split_sums_matches_numpy_reference(jit_compile):
+@pytest.mark.parametrize("mode", ["graph", "graph-xla-per-shape", "xla"])
+def test_compiled_step_with_split_sums_matches_numpy_reference(mode, monkeypatch):
+    # graph-xla-per-shape: the large tensors' updates run as XLA functions
+    # inside the graph (backend.compiled_updates_pay_off), as larger ones do.
+    jit_compile = mode == "xla"
+    if mode == "graph":
+        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 1 << 40)
+    else:
+        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 1 << 15)
     variables = large_tensor_model().trainable_variables
     optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9)
     compiled = tf.function(
@@ -235,6 +249,12 @@ def test_compiled_step_with_split_sums_matches_numpy_reference(jit_compile):
 
     assert_follows_reference(variables, Compiled, 6, seed=3)
     assert compiled.experimental_get_tracing_count() == 1
+    traced = optimizer._compiled.tracing_counts()
+    if mode == "graph-xla-per-shape":  # conv, embedding, two dense kernels
+        assert sorted(k[0] for k in traced) == [(300, 128), (300, 130), (352, 300), (360, 96)]
+        assert set(traced.values()) == {1}
+    else:
+        assert traced == {}
 
 
 @pytest.mark.parametrize(
@@ -258,8 +278,8 @@ def test_row_sums_are_split_under_xla_only(mode, summed, monkeypatch):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["eager", "graph"])
-def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode):
+@pytest.mark.parametrize("mode", ["eager", "graph", "graph-large"])
+def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode, monkeypatch):
     # enable_check_numerics fails on any inf or NaN an op produces, even one a
     # where() then discards: zero gradients (v = 0) and an all-zero neuron
     # (norm 0) must not produce one. Large enough for the split sums.
@@ -277,14 +297,54 @@ def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode):
     def apply(grads):
         optimizer.apply(grads, [kernel, bias])
 
-    if mode == "graph":
+    if mode != "eager":
         apply = tf.function(apply)
+    if mode == "graph-large":  # big enough for an XLA-compiled update
+        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 1 << 15)
     tf.debugging.enable_check_numerics()
     try:
         for _ in range(2):
             apply([tf.constant(g), tf.constant(g_bias)])
     finally:
         tf.debugging.disable_check_numerics()
+    # Not compiled while check_numerics is on: its ops have no XLA kernel.
+    assert optimizer._compiled.tracing_counts() == {}
     after = kernel.numpy()
     np.testing.assert_array_equal(after[:, 5], 0.0)
     np.testing.assert_allclose(np.linalg.norm(np.delete(after, 5, axis=1), axis=0), 1, atol=1e-5)
+
+
+def test_graph_mode_compiles_one_update_per_view_shape():
+    # Three 600 x 600 kernels share one XLA-compiled update, the 600 x 500
+    # one gets its own; the biases (small) stay in the graph. Same numbers as
+    # eager updates, which run op by op.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((600,))] + [
+        keras.layers.Dense(600, activation="tanh") for _ in range(3)
+    ] + [keras.layers.Dense(500)])
+    variables = model.trainable_variables
+    start = [v.numpy() for v in variables]
+    rng = np.random.default_rng(0)
+    grads = [[rng.normal(size=v.shape).astype("float32") for v in variables]
+             for _ in range(3)]
+
+    def run(compiled):
+        for v, w in zip(variables, start):
+            v.assign(w)
+        optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9)
+        optimizer.build(variables)
+        step = lambda gs: optimizer.apply(gs, variables)  # noqa: E731
+        if compiled:
+            step = tf.function(step)
+        for gs in grads:
+            step([tf.constant(g) for g in gs])
+        return optimizer, [v.numpy() for v in variables]
+
+    graph_optimizer, graph_weights = run(compiled=True)
+    eager_optimizer, eager_weights = run(compiled=False)
+    traced = graph_optimizer._compiled.tracing_counts()
+    assert sorted(k[0] for k in traced) == [(600, 500), (600, 600)]
+    assert set(traced.values()) == {1}
+    assert eager_optimizer._compiled.tracing_counts() == {}
+    for got, want in zip(graph_weights, eager_weights):
+        np.testing.assert_allclose(got, want, atol=2e-6)
