@@ -471,7 +471,12 @@ def test_low_precision_variables_keep_the_constraints(dtype):
     assert all(v.dtype == "float32" for v in optimizer._velocities)
 
 
-def test_mixed_precision_fit_with_loss_scale_optimizer():
+@pytest.mark.parametrize("compile_min_size", [None, 0], ids=["default", "all-compiled"])
+def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size, monkeypatch):
+    # all-compiled: with TF on CPU, every tensor's update is an XLA function in
+    # the graph (backend.compiled_updates_pay_off), inside the loss scaler's cond.
+    if compile_min_size is not None:
+        monkeypatch.setattr(backend, "COMPILE_MIN_SIZE", compile_min_size)
     keras.utils.set_random_seed(0)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
@@ -490,6 +495,11 @@ def test_mixed_precision_fit_with_loss_scale_optimizer():
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     kernel = model.layers[0].kernel.numpy()
     np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1, atol=1e-5)
+    compiled = optimizer.inner_optimizer._compiled.tracing_counts()
+    if compile_min_size == 0 and backend.split_sums_pay_off():
+        assert len(compiled) == 4  # two kernels, two biases
+    else:
+        assert compiled == {}
 
 
 # ---- model.fit and the initial projection ----------------------------------
