@@ -128,27 +128,32 @@ def in_xla_context():
 #   (Adam      68.9 ms       0.38 s       23.0 ms          1.04 s)
 #
 # and the translation transformer's graph step went from 0.88x Adam's to 0.48x
-# with its first call 3.9-4.5 -> 2.8 s. Not used on GPU/TPU (not measured there),
-# where the whole step is XLA already, or while ops are instrumented.
+# with its first call 3.9-4.5 -> 2.8 s. Where the whole step is XLA already
+# (`jit_compile=True`), every tensor's update goes through the same per-shape
+# functions, of any size: XLA inlines them, so the compiled program is the
+# same, but each is traced once per shape instead of once per tensor (the
+# transformer's trace 2.1 -> 1.1 s, its trace + compile 5.1-5.4 -> 4.2 s;
+# Adam 2.6-2.7 s). Not used on GPU/TPU (not measured there) or while ops are
+# instrumented.
 COMPILE_MIN_SIZE = 1 << 18
 
 
 def compiled_updates_pay_off(size):
-    """True while TF traces a graph-mode function on CPU, for large tensors.
+    """True where a tensor's update should run as a per-shape XLA function.
 
-    False while op instrumentation is on (`tf.debugging.enable_check_numerics`,
+    With TF on CPU, while a function is traced: under XLA for every tensor,
+    in graph mode for tensors of at least COMPILE_MIN_SIZE weights. False while
+    op instrumentation is on (`tf.debugging.enable_check_numerics`,
     `enable_dump_debug_info`): the ops it adds have no XLA kernel.
     """
-    if size < COMPILE_MIN_SIZE or not split_sums_pay_off():
+    if not split_sums_pay_off():
         return False
     import tensorflow as tf
     from tensorflow.python.framework import op_callbacks
 
-    return (
-        tf.inside_function()
-        and not in_xla_context()
-        and not op_callbacks.should_invoke_op_callbacks()
-    )
+    if not tf.inside_function() or op_callbacks.should_invoke_op_callbacks():
+        return False
+    return in_xla_context() or size >= COMPILE_MIN_SIZE
 
 
 class CompiledFunctions:

@@ -52,8 +52,9 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
     Speed: with TensorFlow on CPU in graph mode (`model.fit` without
     `jit_compile`), the update of each large tensor runs as an XLA-compiled
-    function, one per distinct tensor shape, compiled in the first step;
-    under `jit_compile=True` the whole step is XLA already.
+    function, one per distinct tensor shape, compiled in the first step
+    (under `jit_compile=True` the whole step is XLA already, and the same
+    functions only save tracing time).
 
     Robustness, where the reference implementation breaks: an all-zero neuron
     (zero-initialised kernel) is left at zero by the projection instead of
@@ -292,9 +293,10 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         return (u - mean) * inv_norm, v_new
 
     # The per-neuron arithmetic below uses as few ops as it takes: it is traced
-    # once per variable. With the reshapes that backend.reshape skips, this
-    # took the translation transformer's traced step from 9,622 to 8,650 ops
-    # and its trace + XLA compile from 5.9-6.4 s to 5.6 s (Adam: 2.9-3.0 s).
+    # for every variable (on CPU, under TF, every view shape). With the
+    # reshapes that backend.reshape skips, this took the translation
+    # transformer's traced XLA step, before per-shape tracing, from 9,622 to
+    # 8,650 ops and its trace + compile from 5.9-6.4 s to 5.6 s (Adam 2.9-3.0 s).
 
     def _mean_and_inv_norm(self, n, u_sum, u_sq):
         """Per-neuron mean and 1 / norm of the centred u from sum(u), sum(u^2).
