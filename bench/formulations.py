@@ -208,14 +208,19 @@ def make_current(neuron_sum, guard="zero_safe"):
     return current
 
 
-def _stepped(opt, layout, v, w, g, lr, bias_correction, neuron_sum):
-    """u = w - c g with Nero's NaN guard (as current), and the new v."""
+def _guarded(layout, g, neuron_sum):
+    """g and |g|^2 with the neurons whose |g|^2 is not finite zeroed (a where()
+    over g: the guard Nero shipped before the zero-safe product)."""
     from keras import ops
 
     grad_sq = neuron_sum(layout, g * g)
     finite = ops.isfinite(grad_sq)
-    g = ops.where(finite, g, 0.0)
-    grad_sq = ops.where(finite, grad_sq, 0.0)
+    return ops.where(finite, g, 0.0), ops.where(finite, grad_sq, 0.0)
+
+
+def _stepped(opt, layout, v, w, g, lr, bias_correction, neuron_sum):
+    """u = w - c g with the where() NaN guard, and the new v."""
+    g, grad_sq = _guarded(layout, g, neuron_sum)
     c, v_new = opt._step_size(v, grad_sq, bias_correction, lr)
     return w - c * g, v_new
 
@@ -281,14 +286,9 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False):
 
 
 def _guarded_average(opt, layout, v, g):
-    """g with non-finite neurons zeroed, and the new running average."""
-    from keras import ops
-
-    grad_sq = sum_reduce(layout, g * g)
-    finite = ops.isfinite(grad_sq)
-    grad_sq = ops.where(finite, grad_sq, 0.0)
-    v_new = opt.beta * v + (1.0 - opt.beta) * grad_sq
-    return ops.where(finite, g, 0.0), v_new
+    """g guarded as in _stepped, and the new running average (plain sums)."""
+    g, grad_sq = _guarded(layout, g, sum_reduce)
+    return g, opt.beta * v + (1.0 - opt.beta) * grad_sq
 
 
 def current_rsqrt2(opt, layout, v, w, g, lr, bias_correction):
