@@ -296,7 +296,8 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     # for every variable (on CPU, under TF, every view shape). With the
     # reshapes that backend.reshape skips, this took the translation
     # transformer's traced XLA step, before per-shape tracing, from 9,622 to
-    # 8,650 ops and its trace + compile from 5.9-6.4 s to 5.6 s (Adam 2.9-3.0 s).
+    # 8,650 ops (counted then with a one-off trace of the step; the bench's
+    # "traced ops" column came later and shows 8,656 at that point).
 
     def _mean_and_inv_norm(self, n, u_sum, u_sq):
         """Per-neuron mean and 1 / norm of the centred u from sum(u), sum(u^2).
