@@ -19,7 +19,9 @@ Sections:
               atol 2e-5 (as the tests), on Dense / Conv2D / Embedding / bias
               tensors, with one NaN-gradient neuron and one zero neuron.
   reductions  one per-neuron sum of a (fan_in, neurons) tensor, written
-              several ways (reduce_sum, matmul with ones, einsum, two-stage).
+              several ways (reduce_sum, matmul with ones, einsum, two-stage),
+              and several sums at once (stacked, XLA variadic reduce, the
+              paired sum(x), sum(x^2) of backend.split_sum_and_square_sum).
   shapes      per shape: SGD, Adam and every formulation, graph and XLA.
   models      whole VGG-11 and mlp100 with SGD, Adam and some formulations.
 
@@ -33,8 +35,13 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
   current          Nero as shipped: sum(g^2); then sum(u), sum(u^2); then
                    (u - mean) / norm; each sum through nero_tf.backend.
                    split_sum (TF on CPU: the producer fused into an add of 8
-                   blocks, then a plain reduction of the 8x smaller tensor).
-  plain            current with plain keras.ops.sum sums and the where()
+                   blocks, then a plain reduction of the 8x smaller tensor);
+                   under XLA on CPU sum(u), sum(u^2) are one split sum of a
+                   broadcast pair (backend.split_sum_and_square_sum).
+  unpaired         current with sum(u), sum(u^2) as two split sums (shipped
+                   until the pair). The current_* forms below predate the
+                   pair: each is unpaired with one change.
+  plain            unpaired with plain keras.ops.sum sums and the where()
                    guard (shipped until the split: XLA and Eigen run a sum
                    with a fused producer 2-3x below memory speed on CPU).
   algebraic_split  algebraic (below) with each of the five sums split.
@@ -46,6 +53,9 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
                    guard acts on the per-neuron sums, not on g.
   algebraic_stack  the same five sums as ONE reduction of stack([w, g, w w,
                    w g, g g]) (so XLA reads w and g once).
+  algebraic_stack_split  the same, the stack's sum split.
+  algebraic_broadcast    the five sums as ONE split sum of a broadcast whose
+                   five slices are the products (selects, no concatenate).
   current_stack    current, with sum(u), sum(u^2) as one reduction of
                    stack([u, u u]).
   current_matmul   current, every per-neuron sum as matmul(ones(1, n), x)
@@ -62,8 +72,9 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
                    squares and fewer where()s (stats-side micro-changes).
   current_lean     current, with the write pass as w*a - g*b - d (per-neuron
                    a, b, d formed on the statistics) and c from one rsqrt.
-current_complex, algebraic_split, current_cond and current_where use the split
-sums; the others plain sums.
+current, unpaired, current_complex, algebraic_split, algebraic_stack_split,
+algebraic_broadcast, current_cond and current_where use the split sums; the
+others plain sums.
 """
 
 import argparse
@@ -90,8 +101,8 @@ SHAPES = {
     "dense784x784": ((784, 784), "first"),
 }
 FORMULATION_NAMES = (
-    "current", "plain", "algebraic_split", "current_complex", "algebraic",
-    "algebraic_stack", "current_stack", "current_matmul", "algebraic_matmul",
+    "current", "unpaired", "plain", "algebraic_split", "current_complex", "algebraic",
+    "algebraic_stack", "algebraic_stack_split", "algebraic_broadcast", "current_stack", "current_matmul", "algebraic_matmul",
     "current_2stage", "current_cond", "current_where", "current_rsqrt2",
     "current_lean",
 )
@@ -151,7 +162,7 @@ def sum_two_stage(layout, x):
     return ops.sum(ops.reshape(partial, (k, neurons)), axis=0, keepdims=True)
 
 
-def sum_stacked(layout, xs):
+def sum_stacked(layout, xs, neuron_sum=None):
     """Per-neuron sums of several tensors as ONE reduction of their stack.
 
     The stack axis goes next to the first neuron axis (so a (n, N) view becomes
@@ -163,7 +174,12 @@ def sum_stacked(layout, xs):
     at = 0 if 0 not in axes else 1
     stacked = ops.stack(xs, axis=at)
     red = tuple(a + 1 if a >= at else a for a in axes)
-    sums = ops.sum(stacked, axis=red, keepdims=True)
+    if neuron_sum is None:
+        sums = ops.sum(stacked, axis=red, keepdims=True)
+    else:
+        from nero_tf.backend import split_sum
+
+        sums = split_sum(stacked, red)
     return [ops.take(sums, i, axis=at) for i in range(len(xs))]
 
 
@@ -252,7 +268,34 @@ def current_complex(opt, layout, v, w, g, lr, bias_correction):
     return (u - mean) * inv_norm, v_new
 
 
-def make_algebraic(neuron_sum=sum_reduce, stacked=False):
+def sum_broadcast(layout, w, g, wanted):
+    """Per-neuron sums of the `wanted` products of w and g ("gg", "w", "g",
+    "ww", "wg") as ONE split sum of an element-wise broadcast: slice k of a new
+    axis before the last is a_k * b_k, each factor a select of w, g or 1 (the
+    same broadcast trick as backend.split_sum_and_square_sum, for five)."""
+    import numpy as np
+    from keras import ops
+
+    from nero_tf.backend import split_sum
+
+    factors = {"gg": "gg", "w": "w1", "g": "g1", "ww": "ww", "wg": "wg"}
+    rank = len(layout.view_shape)
+    at = rank - 1
+    shape = [1] * (rank + 1)
+    shape[at] = len(wanted)
+
+    def pick(position, name):
+        return np.array([factors[k][position] == name for k in wanted]).reshape(shape)
+
+    W, G = ops.expand_dims(w, at), ops.expand_dims(g, at)
+    a = ops.where(pick(0, "g"), G, W)
+    b = ops.where(pick(1, "g"), G, ops.where(pick(1, "w"), W, 1.0))
+    red = tuple(x + 1 if x >= at else x for x in layout.reduce_axes)
+    sums = split_sum(a * b, red)
+    return [ops.take(sums, i, axis=at) for i in range(len(wanted))]
+
+
+def make_algebraic(neuron_sum=sum_reduce, stacked=False, split=False, broadcast=False):
     def algebraic(opt, layout, v, w, g, lr, bias_correction):
         from keras import ops
 
@@ -263,8 +306,11 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False):
         if opt.normalize:
             wanted += ["ww", "wg"]
         terms = {"gg": g * g, "w": w, "g": g, "ww": w * w, "wg": w * g}
-        if stacked:
-            sums = dict(zip(wanted, sum_stacked(layout, [terms[k] for k in wanted])))
+        if broadcast:
+            sums = dict(zip(wanted, sum_broadcast(layout, w, g, wanted)))
+        elif stacked:
+            sums = dict(zip(wanted, sum_stacked(
+                layout, [terms[k] for k in wanted], sum_split if split else None)))
         else:
             sums = {k: neuron_sum(layout, terms[k]) for k in wanted}
         finite = ops.isfinite(sums["gg"])
@@ -339,13 +385,23 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
     return w * inv_norm - g * b, v_new
 
 
+def current(opt, layout, v, w, g, lr, bias_correction):
+    """Nero's own constrained step, as shipped."""
+    import nero_tf
+
+    return nero_tf.Nero._constrained_step(opt, layout, w, g, v, lr, bias_correction)
+
+
 FORMULATIONS = {
-    "current": make_current(sum_split),
+    "current": current,
+    "unpaired": make_current(sum_split),
     "plain": make_current(sum_reduce, guard="where"),
     "algebraic_split": make_algebraic(sum_split),
     "current_complex": current_complex,
     "algebraic": make_algebraic(sum_reduce),
     "algebraic_stack": make_algebraic(stacked=True),
+    "algebraic_stack_split": make_algebraic(stacked=True, split=True),
+    "algebraic_broadcast": make_algebraic(broadcast=True),
     "current_stack": current_stack,
     "current_matmul": make_current(sum_matmul),
     "algebraic_matmul": make_algebraic(sum_matmul),
@@ -591,7 +647,19 @@ def run_reductions(rounds, log):
     import numpy as np
     import tensorflow as tf
 
-    from nero_tf.backend import split_sum
+    from tensorflow.compiler.tf2xla.ops import gen_xla_ops
+
+    from nero_tf.backend import split_sum, split_sum_and_square_sum
+
+    def variadic_sums(terms):
+        """Column sums of `terms` as ONE XLA variadic reduce (one loop over
+        the inputs with several accumulators)."""
+        k = len(terms)
+        add = tf.function(lambda *a: [p + q for p, q in zip(a[:k], a[k:])])
+        reducer = add.get_concrete_function(*[tf.TensorSpec((), tf.float32)] * (2 * k))
+        return gen_xla_ops.xla_variadic_reduce_v2(
+            inputs=terms, init_values=[tf.constant(0.0)] * k,
+            dimensions_to_reduce=[0], reducer=reducer)
 
     log("\n## One per-neuron sum of x (fan_in, N) [and of x*y], median ms")
     rng = np.random.default_rng(0)
@@ -617,10 +685,18 @@ def run_reductions(rounds, log):
             "5 sums": lambda x, y: [tf.reduce_sum(t, 0) for t in (x, y, x * x, x * y, y * y)],
             "5 sums stacked": lambda x, y: tf.reduce_sum(
                 tf.stack([x, y, x * x, x * y, y * y], 1), 0),
+            "5 sums variadic": lambda x, y: variadic_sums([x, y, x * x, x * y, y * y]),
+            "split8(x)+split8(x*x)": lambda x, y: split_sum_and_square_sum(
+                x, (0,), paired=False, min_size=0),
+            "paired(x,x*x)": lambda x, y: split_sum_and_square_sum(
+                x, (0,), paired=True, min_size=0),
         }
+        xla_only = {"5 sums variadic"}  # an XLA op: no TF kernel
         steps = {}
         for name, f in ways.items():
             for mode in MODES:
+                if mode != "xla" and name in xla_only:
+                    continue
                 fn = tf.function(f, jit_compile=(mode == "xla"))
                 fn(x, y)
 
@@ -631,7 +707,8 @@ def run_reductions(rounds, log):
         res = interleaved(steps, rounds, 2)
         log(f"  ({F}, {N}):")
         for mode in MODES:
-            log(f"    {mode:5s} " + "  ".join(f"{n}={res[n, mode]:.2f}" for n in ways))
+            log(f"    {mode:5s} " + "  ".join(
+                f"{n}={res[n, mode]:.2f}" for n in ways if (n, mode) in res))
 
 
 # --------------------------------------------------------------------------- #
@@ -641,7 +718,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.formulations")
     parser.add_argument("--sections", default="check,reductions,shapes,models")
     parser.add_argument("--formulations", default=",".join(FORMULATION_NAMES))
-    parser.add_argument("--model-formulations", default="current,algebraic,current_matmul")
+    parser.add_argument("--model-formulations", default="current,unpaired,algebraic,current_matmul")
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--models", default="vgg11,mlp100")
     parser.add_argument("--modes", default=",".join(MODES))

@@ -35,7 +35,7 @@ import re
 import warnings
 
 from keras import ops
-from nero_tf.backend import reshape, split_sum
+from nero_tf.backend import reshape, split_sum, split_sum_and_square_sum
 
 ELEMENTWISE = "elementwise"
 
@@ -242,6 +242,12 @@ class NeuronLayout:
         if self.elementwise:
             return x_view
         return split_sum(x_view, self.reduce_axes)
+
+    def neuron_sum_and_square_sum(self, x_view):
+        """Per-neuron sums of `x_view` and of its square (one pass where it pays)."""
+        if self.elementwise:
+            return x_view, x_view * x_view
+        return split_sum_and_square_sum(x_view, self.reduce_axes)
 
     def project(self, x_view, center=True, normalize=True):
         """Centre and/or normalise each neuron of a tensor in the neuron view.

@@ -270,25 +270,33 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
         bench/formulations.py overrides this to time other formulations.
         """
-        # The step, then the projection of u = w - c g, with three
-        # per-neuron sums (|g|^2, then sum(u) and sum(u^2)) and one pass that
-        # writes (u - mean(u)) / |u - mean(u)|. Each sum is split
+        # The step, then the projection of u = w - c g, with per-neuron sums
+        # (|g|^2, then sum(u) and sum(u^2)) and one pass that writes
+        # (u - mean(u)) / |u - mean(u)|. Each sum is split
         # (backend.split_sum): its producer (g * g, u, u * u) is fused into an
         # element-wise add of 8 blocks, and only that 8x smaller tensor is
         # reduced; on CPU this took VGG-11's step from 1.8x to 1.2x Adam's
-        # under XLA and from 1.2x to 0.8x in graph mode. bench/formulations.py
-        # measured the alternatives: five sums of w and g (XLA on CPU has no
-        # multi-output fusion, so each is its own pass), [u, u^2] stacked or
-        # paired as complex numbers into one sum (no faster), two-stage sums,
-        # einsum, a cond-skipped NaN guard, and matmul(ones, x) sums (not
-        # float32-exact under TF32/bf16 matmuls on GPU/TPU). This form is the
-        # fastest exact one measured. A neuron whose |g|^2 is not finite gets
-        # c = 0 and sits the step out (zero_safe_multiply: 0 * NaN = 0).
+        # under XLA and from 1.2x to 0.8x in graph mode. Under XLA on CPU,
+        # sum(u) and sum(u^2) are one split sum of a broadcast pair
+        # (backend.split_sum_and_square_sum: 1.18x -> 1.05x Adam's on VGG-11).
+        # bench/formulations.py measured the alternatives: five sums of w and
+        # g, separately, stacked or as one broadcast (XLA on CPU has no
+        # multi-output fusion, so each separate sum is its own pass, and the
+        # one-pass forms cost more arithmetic than they save), [u, u^2]
+        # stacked or paired as complex numbers into one sum (no faster), an
+        # XLA variadic reduce (10x slower), two-stage sums, einsum, a
+        # cond-skipped NaN guard, and matmul(ones, x) sums (not float32-exact
+        # under TF32/bf16 matmuls on GPU/TPU). This form is the fastest exact
+        # one measured. A neuron whose |g|^2 is not finite gets c = 0 and sits
+        # the step out (zero_safe_multiply: 0 * NaN = 0).
         n = float(layout.fan_in)
         c, v_new = self._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
         u = w - zero_safe_multiply(g, c)
-        u_sum = layout.neuron_sum(u) if self.center else None
-        u_sq = layout.neuron_sum(u * u) if self.normalize else None
+        if self.center and self.normalize:
+            u_sum, u_sq = layout.neuron_sum_and_square_sum(u)
+        else:
+            u_sum = layout.neuron_sum(u) if self.center else None
+            u_sq = layout.neuron_sum(u * u) if self.normalize else None
         mean, inv_norm = self._mean_and_inv_norm(n, u_sum, u_sq)
         return (u - mean) * inv_norm, v_new
 

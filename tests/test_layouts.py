@@ -243,6 +243,23 @@ def test_split_sum_equals_a_plain_sum(shape, axes):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("paired", [True, False], ids=["paired", "two_sums"])
+@pytest.mark.parametrize(
+    "shape, axes", [c[1:] for c in SPLIT_SUM_CASES], ids=[c[0] for c in SPLIT_SUM_CASES]
+)
+def test_split_sum_and_square_sum_equal_plain_sums(shape, axes, paired):
+    # Nero's sum(u) and sum(u^2) as one split sum of a broadcast pair
+    # (backend.split_sum_and_square_sum), or as two split sums.
+    x = np.random.default_rng(2).normal(size=shape).astype("float32")
+    got = nero_tf.backend.split_sum_and_square_sum(x, axes, paired=paired, min_size=0)
+    x64 = x.astype(np.float64)
+    for got_sum, want in zip(got, (x64, x64 * x64)):
+        want = np.sum(want, axis=axes, keepdims=True)
+        got_sum = keras.ops.convert_to_numpy(got_sum)
+        assert got_sum.shape == want.shape
+        np.testing.assert_allclose(got_sum, want, rtol=1e-6, atol=1e-5)
+
+
 def test_neuron_sum_splits_large_tensors_where_it_pays_and_still_matches(monkeypatch):
     layout = layouts.resolve("dense/kernel", (300, 130))
     x = np.random.default_rng(1).normal(size=(300, 130)).astype("float32")

@@ -285,6 +285,38 @@ def test_row_sums_are_split_under_xla_only(mode, summed, monkeypatch):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "mode, path, summed",
+    [
+        # Dense kernel (neurons last): 300 rows = 8 blocks of 37 + 4 left over.
+        ("eager", "dense/kernel", [(37, 130), (4, 130)] * 2),
+        ("graph", "dense/kernel", [(37, 130), (4, 130)] * 2),
+        ("xla", "dense/kernel", [(37, 2, 130), (4, 2, 130)]),
+        # Embedding table (neurons are rows): never paired.
+        ("xla", "embedding/embeddings", [(300, 16)] * 2),
+    ],
+)
+def test_sum_and_square_sum_are_one_paired_sum_under_xla_only(mode, path, summed, monkeypatch):
+    # backend.split_sum_and_square_sum: under XLA, sum(x) and sum(x^2) of a
+    # kernel are one split sum of a broadcast pair; elsewhere two split sums.
+    shape = (300, 130) if path == "dense/kernel" else (300, 128)
+    layout = nero_tf.layouts.resolve(path, shape)
+    x = tf.random.normal(shape)
+    calls = []
+    plain = keras.ops.sum
+    monkeypatch.setattr(keras.ops, "sum", lambda *a, **k: calls.append(a) or plain(*a, **k))
+    fn = layout.neuron_sum_and_square_sum
+    run = {"eager": fn, "graph": tf.function(fn),
+           "xla": tf.function(fn, jit_compile=True)}[mode]
+    got_sum, got_sq = (t.numpy() for t in run(x))
+    assert [tuple(a[0].shape) for a in calls] == summed
+    axis = layout.reduce_axes
+    np.testing.assert_allclose(got_sum, tf.reduce_sum(x, axis, keepdims=True).numpy(),
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got_sq, tf.reduce_sum(x * x, axis, keepdims=True).numpy(),
+                               rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["eager", "graph", "graph-large"])
 def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode, monkeypatch):
     # enable_check_numerics fails on any inf or NaN an op produces, even one a
