@@ -283,14 +283,20 @@ def split_sum_and_square_sum(x, axes, paired=None, min_size=None):
             split_sum(x, axes, min_size=min_size),
             split_sum(x * x, axes, min_size=min_size),
         )
+    import numpy as np
+
     at = rank - 1
     mask_shape = [1] * (rank + 1)
     mask_shape[at] = 2
-    first = keras.ops.reshape(keras.ops.convert_to_tensor([1.0, 0.0], x.dtype), mask_shape)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    first = np.array([1.0, 0.0], dtype).reshape(mask_shape)
     x = keras.ops.expand_dims(x, at)
     sums = split_sum(
         x * (first + (1.0 - first) * x),
         tuple(a + 1 if a >= at else a for a in axes),
         min_size=min_size,
     )
-    return keras.ops.take(sums, 0, axis=at), keras.ops.take(sums, 1, axis=at)
+    # Basic indexing (a strided slice), not ops.take: a gather costs far more
+    # trace time, and this is traced for every view shape.
+    before = (slice(None),) * at
+    return sums[before + (0,)], sums[before + (1,)]
