@@ -72,6 +72,9 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
                    squares and fewer where()s (stats-side micro-changes).
   current_lean     current, with the write pass as w*a - g*b - d (per-neuron
                    a, b, d formed on the statistics) and c from one rsqrt.
+  current_recompute  current (paired), with the write pass computed from w and
+                   g (as current_lean's), so that u has one consumer and XLA
+                   does not materialise it.
 current, unpaired, current_complex, algebraic_split, algebraic_stack_split,
 algebraic_broadcast, current_cond and current_where use the split sums; the
 others plain sums.
@@ -104,7 +107,7 @@ FORMULATION_NAMES = (
     "current", "unpaired", "plain", "algebraic_split", "current_complex", "algebraic",
     "algebraic_stack", "algebraic_stack_split", "algebraic_broadcast", "current_stack", "current_matmul", "algebraic_matmul",
     "current_2stage", "current_cond", "current_where", "current_rsqrt2",
-    "current_lean",
+    "current_lean", "current_recompute",
 )
 MODES = ("graph", "xla")
 
@@ -385,6 +388,21 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
     return w * inv_norm - g * b, v_new
 
 
+def current_recompute(opt, layout, v, w, g, lr, bias_correction):
+    """current with the write pass computed from w and g, not u, so that u has
+    one consumer (the paired sum) and XLA need not materialise it."""
+    from nero_tf.backend import zero_safe_multiply
+
+    n = float(layout.fan_in)
+    c, v_new = opt._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
+    u = w - zero_safe_multiply(g, c)
+    if not (opt.center and opt.normalize):
+        return current(opt, layout, v, w, g, lr, bias_correction)
+    u_sum, u_sq = layout.neuron_sum_and_square_sum(u)
+    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
+    return w * inv_norm - zero_safe_multiply(g, c * inv_norm) - mean * inv_norm, v_new
+
+
 def current(opt, layout, v, w, g, lr, bias_correction):
     """Nero's own constrained step, as shipped."""
     import nero_tf
@@ -410,6 +428,7 @@ FORMULATIONS = {
     "current_where": make_current(sum_split, guard="where"),
     "current_rsqrt2": current_rsqrt2,
     "current_lean": current_lean,
+    "current_recompute": current_recompute,
 }
 assert tuple(FORMULATIONS) == FORMULATION_NAMES
 
