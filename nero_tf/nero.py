@@ -288,8 +288,8 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # against 6.6 for one split sum), two-stage sums, einsum, a
         # cond-skipped NaN guard, matmul(ones, x) sums (not float32-exact
         # under TF32/bf16 matmuls on GPU/TPU), and the write recomputing u from
-        # w and g so that XLA need not materialise u (slower: the paired sum
-        # then computes u twice). This form is the fastest exact one measured. A neuron whose |g|^2 is not finite gets c = 0 and sits
+        # w and g so that XLA need not materialise u (no faster: the paired
+        # sum then computes u twice). This form is the fastest exact one measured. A neuron whose |g|^2 is not finite gets c = 0 and sits
         # the step out (zero_safe_multiply: 0 * NaN = 0).
         n = float(layout.fan_in)
         c, v_new = self._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
