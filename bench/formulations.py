@@ -104,9 +104,9 @@ SHAPES = {
     "dense784x784": ((784, 784), "first"),
 }
 FORMULATION_NAMES = (
-    "current", "unpaired", "plain", "algebraic_split", "current_complex", "algebraic",
-    "algebraic_stack", "algebraic_stack_split", "algebraic_broadcast", "current_stack", "current_matmul", "algebraic_matmul",
-    "current_2stage", "current_cond", "current_where", "current_rsqrt2",
+    "current", "unpaired", "plain", "algebraic_split", "current_complex",
+    "algebraic", "algebraic_stack", "algebraic_stack_split", "algebraic_broadcast",
+    "current_stack", "current_matmul", "algebraic_matmul", "current_2stage", "current_cond", "current_where", "current_rsqrt2",
     "current_lean", "current_recompute",
 )
 MODES = ("graph", "xla")
@@ -165,11 +165,12 @@ def sum_two_stage(layout, x):
     return ops.sum(ops.reshape(partial, (k, neurons)), axis=0, keepdims=True)
 
 
-def sum_stacked(layout, xs, neuron_sum=None):
+def sum_stacked(layout, xs, split=False):
     """Per-neuron sums of several tensors as ONE reduction of their stack.
 
     The stack axis goes next to the first neuron axis (so a (n, N) view becomes
-    (n, len(xs), N), reduced over axis 0); returns a list of sums.
+    (n, len(xs), N), reduced over axis 0); returns a list of sums. split: the
+    stack's sum through nero_tf.backend.split_sum, else a plain sum.
     """
     from keras import ops
 
@@ -177,12 +178,12 @@ def sum_stacked(layout, xs, neuron_sum=None):
     at = 0 if 0 not in axes else 1
     stacked = ops.stack(xs, axis=at)
     red = tuple(a + 1 if a >= at else a for a in axes)
-    if neuron_sum is None:
-        sums = ops.sum(stacked, axis=red, keepdims=True)
-    else:
+    if split:
         from nero_tf.backend import split_sum
 
         sums = split_sum(stacked, red)
+    else:
+        sums = ops.sum(stacked, axis=red, keepdims=True)
     return [ops.take(sums, i, axis=at) for i in range(len(xs))]
 
 
@@ -312,8 +313,7 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False, split=False, broadcast=
         if broadcast:
             sums = dict(zip(wanted, sum_broadcast(layout, w, g, wanted)))
         elif stacked:
-            sums = dict(zip(wanted, sum_stacked(
-                layout, [terms[k] for k in wanted], sum_split if split else None)))
+            sums = dict(zip(wanted, sum_stacked(layout, [terms[k] for k in wanted], split)))
         else:
             sums = {k: neuron_sum(layout, terms[k]) for k in wanted}
         finite = ops.isfinite(sums["gg"])
@@ -393,11 +393,11 @@ def current_recompute(opt, layout, v, w, g, lr, bias_correction):
     one consumer (the paired sum) and XLA need not materialise it."""
     from nero_tf.backend import zero_safe_multiply
 
+    if not (opt.center and opt.normalize):
+        return current(opt, layout, v, w, g, lr, bias_correction)
     n = float(layout.fan_in)
     c, v_new = opt._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
     u = w - zero_safe_multiply(g, c)
-    if not (opt.center and opt.normalize):
-        return current(opt, layout, v, w, g, lr, bias_correction)
     u_sum, u_sq = layout.neuron_sum_and_square_sum(u)
     mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
     return w * inv_norm - zero_safe_multiply(g, c * inv_norm) - mean * inv_norm, v_new

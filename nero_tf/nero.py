@@ -278,7 +278,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # reduced; on CPU this took VGG-11's step from 1.8x to 1.2x Adam's
         # under XLA and from 1.2x to 0.8x in graph mode. Under XLA on CPU,
         # sum(u) and sum(u^2) are one split sum of a broadcast pair
-        # (backend.split_sum_and_square_sum: 1.18x -> 1.05x Adam's on VGG-11).
+        # (backend.split_sum_and_square_sum: 1.25x -> 1.08x Adam's on VGG-11).
         # bench/formulations.py measured the alternatives: five sums of w and
         # g, separately, stacked or as one broadcast (XLA on CPU has no
         # multi-output fusion, so each separate sum is its own pass, and the
@@ -289,8 +289,9 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # cond-skipped NaN guard, matmul(ones, x) sums (not float32-exact
         # under TF32/bf16 matmuls on GPU/TPU), and the write recomputing u from
         # w and g so that XLA need not materialise u (no faster: the paired
-        # sum then computes u twice). This form is the fastest exact one measured. A neuron whose |g|^2 is not finite gets c = 0 and sits
-        # the step out (zero_safe_multiply: 0 * NaN = 0).
+        # sum then computes u twice). This form is the fastest exact one
+        # measured. A neuron whose |g|^2 is not finite gets c = 0 and sits the
+        # step out (zero_safe_multiply: 0 * NaN = 0).
         n = float(layout.fan_in)
         c, v_new = self._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
         u = w - zero_safe_multiply(g, c)
