@@ -213,6 +213,10 @@ def profile_optimizer(model, variables, grads, opt_name, args, log):
         kind[1] += 1
         kind[2] += fusion_bytes(instructions, name)
     total = sum(k[0] for k in kinds.values())
+    if total <= 0:
+        log("   no kernel events matched the HLO's fusion names: this TensorFlow's "
+            "profiler names them differently")
+        return
     log(f"   step: executable {statistics.median(executable) if executable else float('nan'):.2f} "
         f"ms (median of {args.steps}); kernels {total:.2f} ms in {len(kinds)} kinds "
         "(added up over concurrent threads)")
@@ -240,7 +244,10 @@ def main(argv=None):
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
-    log = lambda text: print(text, flush=True)  # noqa: E731
+
+    def log(text):
+        print(text, flush=True)
+
     log("XLA profile of optimizer.apply(grads, variables), jit_compile=True")
     for line in optimizer_step.machine_info("tensorflow"):
         log("  " + line)
