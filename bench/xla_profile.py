@@ -15,9 +15,11 @@ Models: anything `bench.optimizer_step` takes (the registry's names and
 "transformer"), or "denseNxM": one bias-free Dense kernel of shape (N, M).
 
 Printed per (model, optimiser):
-  first call  trace time (building the tf.function graphs), XLA's CPU
-              backend compile time, the number of kernels it compiled and the
-              time of its MLIR fusion emitters and of LLVM code generation.
+  first call  trace time (building the tf.function graphs), XLA's HLO
+              passes, its CPU backend (the number of kernels compiled, the time
+              of their MLIR fusion emitters and of LLVM code generation), the
+              first run, and the rest of the call (mostly TF's conversion of
+              the graph to HLO).
   step        the executable's median time per step, then every kind of
               fusion (XLA's name less its ".N" suffix, so the same pass of
               every tensor is one row): ms per step summed over tensors, how
@@ -55,12 +57,19 @@ DTYPE_BYTES = {
 # One HLO instruction: "%name = f32[4096,4096]{1,0} op(%a, %b), ...".
 INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+) (\w[\w\-]*)\((.*?)\)")
 ARRAY_SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
-# Compiler phases as TF 2.21's profiler names them.
+# Phases of the first call as TF 2.21's profiler names them. Events of one name
+# can nest (a tf.function traced inside another): each phase is the union of
+# its events' intervals.
 PHASES = {
-    "trace": "tf.function-graph_building",
-    "xla_backend": "CpuCompiler::RunBackend",
-    "fusion_emitters": "FusionCompiler::Compile",
-    "llvm_codegen": "JitCompiler::Compile",
+    "trace": ("tf.function-graph_building",),
+    "hlo_passes": (
+        "HLO passes through layout assignment",
+        "HLO passes after layout assignment",
+    ),
+    "xla_backend": ("CpuCompiler::RunBackend",),
+    "fusion_emitters": ("FusionCompiler::Compile",),
+    "llvm_codegen": ("JitCompiler::Compile",),
+    "execute": ("CpuExecutable::ExecuteAsyncOnStream",),
 }
 
 
@@ -133,7 +142,7 @@ def fusion_bytes(instructions, name):
 
 
 def read_events(logdir):
-    """{event name: [durations in ms]} over every plane and line of a profile."""
+    """{event name: [(start, duration) in ms]} over every plane and line of a profile."""
     try:
         from tensorflow.tsl.profiler.protobuf import xplane_pb2
     except ImportError as error:  # internal module of TF's wheel
@@ -149,21 +158,37 @@ def read_events(logdir):
         for line in plane.lines:
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
-                events[name].append(event.duration_ps / 1e9)
+                start = line.timestamp_ns / 1e6 + event.offset_ps / 1e9
+                events[name].append((start, event.duration_ps / 1e9))
     return events
 
 
+def covered_ms(intervals):
+    """Length of the union of (start, duration) intervals, in ms."""
+    total, reach = 0.0, -math.inf
+    for start, duration in sorted(intervals):
+        end = start + duration
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def profiled(fn, calls):
+    """Events of `calls` calls of `fn` under the profiler, and the calls' ms."""
     import tensorflow as tf
 
+    call_ms = []
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         try:
             for _ in range(calls):
+                start = time.perf_counter()
                 fn()
+                call_ms.append(1e3 * (time.perf_counter() - start))
         finally:
             tf.profiler.experimental.stop()
-        return read_events(logdir)
+        return read_events(logdir), call_ms
 
 
 def profile_optimizer(model, variables, grads, opt_name, args, log):
@@ -181,35 +206,34 @@ def profile_optimizer(model, variables, grads, opt_name, args, log):
     def call():
         fn(grads).numpy()
 
-    start = time.perf_counter()
-    first = profiled(call, 1)
-    first_ms = 1e3 * (time.perf_counter() - start)
+    first, (first_ms,) = profiled(call, 1)
     call()  # one unprofiled step between the two profiles
-    steady = profiled(call, args.steps)
+    steady, _ = profiled(call, args.steps)
     instructions = entry_instructions(
         fn.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
     )
 
     def phase(key):
-        durations = first.get(PHASES[key], [])
-        return sum(durations), len(durations)
+        intervals = [i for name in PHASES[key] for i in first.get(name, [])]
+        return covered_ms(intervals), len(intervals)
 
-    trace_ms, _ = phase("trace")
-    backend_ms, _ = phase("xla_backend")
-    emit_ms, kernels = phase("fusion_emitters")
-    codegen_ms, _ = phase("llvm_codegen")
+    ms = {key: phase(key)[0] for key in PHASES}
+    kernels = phase("fusion_emitters")[1]
+    rest = first_ms - sum(ms[k] for k in ("trace", "hlo_passes", "xla_backend", "execute"))
     log(f"\n== {opt_name}: first call {first_ms:.0f} ms (profiled): trace "
-        f"{trace_ms:.0f} ms; XLA CPU backend {backend_ms:.0f} ms, of which "
-        f"{kernels} kernels' fusion emitters {emit_ms:.0f} ms and LLVM "
-        f"codegen {codegen_ms:.0f} ms")
+        f"{ms['trace']:.0f} ms; XLA HLO passes {ms['hlo_passes']:.0f} ms; XLA CPU "
+        f"backend {ms['xla_backend']:.0f} ms, in which {kernels} kernels' fusion "
+        f"emitters {ms['fusion_emitters']:.0f} ms and LLVM codegen "
+        f"{ms['llvm_codegen']:.0f} ms; first run {ms['execute']:.0f} ms; the "
+        f"rest (TF graph to HLO, dispatch) {rest:.0f} ms")
 
-    executable = steady.get("CpuExecutable::ExecuteAsyncOnStream", [])
+    executable = [d for _, d in steady.get("CpuExecutable::ExecuteAsyncOnStream", [])]
     kinds = collections.defaultdict(lambda: [0.0, 0, 0])  # ms, count, bytes
     for name, (_, opcode, _) in instructions.items():
         if opcode not in ("fusion", "copy", "custom-call") or name not in steady:
             continue
         kind = kinds[re.sub(r"\.\d+$", "", name)]
-        kind[0] += sum(steady[name]) / args.steps
+        kind[0] += sum(d for _, d in steady[name]) / args.steps
         kind[1] += 1
         kind[2] += fusion_bytes(instructions, name)
     total = sum(k[0] for k in kinds.values())
