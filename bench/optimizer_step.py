@@ -16,7 +16,10 @@ donated, as Keras' JAX trainer does.
 
 Method. Each optimiser is built once, eagerly (Nero's initial projection is not
 timed). The first call of each compiled step is timed on its own: that is the
-trace + compile time. Then `--warmup` untimed rounds, then `--repeats` timed
+trace + compile time. It is a single shot that swings between runs; with
+`--compile-repeats N` it is timed for N fresh optimisers and compiled steps per
+(optimiser, mode), interleaved, and the median reported. Then `--warmup`
+untimed rounds, then `--repeats` timed
 rounds; round k makes one call of every (optimiser, mode) pair of the model, in
 an order rotated by k, so slow drifts of the machine (other processes, clock,
 caches) hit every pair alike. The table reports the median. At the end every
@@ -77,6 +80,12 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
                         help="untimed rounds after the first (compile) call "
                         f"(default {DEFAULT_WARMUP})")
+    parser.add_argument(
+        "--compile-repeats", type=int, default=1, metavar="N",
+        help="time the first call (trace + compile) of N fresh optimisers and "
+        "compiled steps per (optimiser, mode), interleaved, and report the "
+        "median (default 1)",
+    )
     parser.add_argument("--markdown", metavar="FILE",
                         help="also write the results as Markdown to FILE")
     parser.add_argument("--backend", choices=("tensorflow", "jax"),
@@ -96,8 +105,10 @@ def parse_args(argv=None):
     for o in args.optimizers:
         if o not in ALL_OPTIMIZERS:
             parser.error(f"unknown optimizer {o!r}; expected some of {ALL_OPTIMIZERS}")
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.warmup < 0 or args.compile_repeats < 1:
+        parser.error(
+            "--repeats and --compile-repeats must be >= 1 and --warmup >= 0"
+        )
     return args
 
 
@@ -334,18 +345,36 @@ def bench_model(name, args, backend, modes, log):
         optimizers[opt_name] = opt
     Step = TFStep if backend == "tensorflow" else JaxStep
 
-    steps, compile_ms = {}, {}
+    def first_call_ms(step):
+        t0 = time.perf_counter()
+        step()
+        return 1e3 * (time.perf_counter() - t0)
+
+    steps, first_calls = {}, {}
     for mode in modes:
         for opt_name, opt in optimizers.items():
             step = Step(opt, variables, grads, mode)
-            t0 = time.perf_counter()
-            step()
-            compile_ms[opt_name, mode] = 1e3 * (time.perf_counter() - t0)
+            first_calls[opt_name, mode] = [first_call_ms(step)]
             steps[opt_name, mode] = step
-            log(f"   first call {opt_name:5s} {mode:5s}: "
-                f"{compile_ms[opt_name, mode]:9.0f} ms")
-
+    # More first calls, each of a fresh optimiser (Nero's per-shape functions
+    # live in the optimiser: a fresh one traces them again) and compiled step,
+    # in an order rotated per round like the timed rounds below.
     pairs = list(steps)
+    for k in range(1, args.compile_repeats):
+        shift = k % len(pairs)
+        for opt_name, mode in pairs[shift:] + pairs[:shift]:
+            opt = make_optimizer(opt_name, model)
+            opt.build(variables)
+            first_calls[opt_name, mode].append(
+                first_call_ms(Step(opt, variables, grads, mode))
+            )
+            del opt
+    compile_ms = {}
+    for (opt_name, mode), calls in first_calls.items():
+        compile_ms[opt_name, mode] = statistics.median(calls)
+        log(f"   first call {opt_name:5s} {mode:5s}: "
+            + ", ".join(f"{c:.0f}" for c in calls) + " ms")
+
     times = {p: [] for p in pairs}
     t0 = time.perf_counter()
     gc.collect()
@@ -389,6 +418,7 @@ def bench_model(name, args, backend, modes, log):
         adam = by_key.get(("adam", r["mode"]))
         r["x_sgd"] = r["median_ms"] / sgd["median_ms"] if sgd else None
         r["x_adam"] = r["median_ms"] / adam["median_ms"] if adam else None
+        r["compile_x_adam"] = r["compile_ms"] / adam["compile_ms"] if adam else None
         r["state_pct_adam"] = (
             100.0 * r["state"] / adam["state"] if adam and adam["state"] else None
         )
@@ -416,6 +446,7 @@ COLUMNS = [
     ("state floats", "state"),
     ("state % Adam", "state_pct_adam"),
     ("compile ms", "compile_ms"),
+    ("compile x Adam", "compile_x_adam"),
     ("traced ops", "traced_ops"),
     ("traces", "traces"),
 ]
@@ -429,7 +460,7 @@ def _cell(row, key):
         return "-"
     if key == "median_ms":
         return f"{value:.2f}" if value < 100 else f"{value:.1f}"
-    if key in ("x_sgd", "x_adam", "ns_weight"):
+    if key in ("x_sgd", "x_adam", "compile_x_adam", "ns_weight"):
         return f"{value:.2f}"
     if key == "state":
         return f"{value:,}"
@@ -572,7 +603,8 @@ def main(argv=None):
                 f"- {args.warmup} warm-up + {args.repeats} timed interleaved rounds "
                 "per model; median ms per `optimizer.apply` call; IQR = "
                 "interquartile range; ns/weight = median / number of weights; "
-                "compile = first call (trace + compile + one step); state = "
+                "compile = first call (trace + compile + one step), median "
+                f"over {args.compile_repeats} fresh optimiser(s); state = "
                 "floats in `optimizer.variables` less iterations and learning "
                 "rate.\n\n"
             )
