@@ -217,15 +217,18 @@ def profile_optimizer(model, variables, grads, opt_name, args, log):
         intervals = [i for name in PHASES[key] for i in first.get(name, [])]
         return covered_ms(intervals), len(intervals)
 
-    ms = {key: phase(key)[0] for key in PHASES}
+    phase_ms = {key: phase(key)[0] for key in PHASES}
     kernels = phase("fusion_emitters")[1]
-    rest = first_ms - sum(ms[k] for k in ("trace", "hlo_passes", "xla_backend", "execute"))
+    rest_ms = first_ms - sum(
+        phase_ms[k] for k in ("trace", "hlo_passes", "xla_backend", "execute")
+    )
     log(f"\n== {opt_name}: first call {first_ms:.0f} ms (profiled): trace "
-        f"{ms['trace']:.0f} ms; XLA HLO passes {ms['hlo_passes']:.0f} ms; XLA CPU "
-        f"backend {ms['xla_backend']:.0f} ms, in which {kernels} kernels' fusion "
-        f"emitters {ms['fusion_emitters']:.0f} ms and LLVM codegen "
-        f"{ms['llvm_codegen']:.0f} ms; first run {ms['execute']:.0f} ms; the "
-        f"rest (TF graph to HLO, dispatch) {rest:.0f} ms")
+        f"{phase_ms['trace']:.0f} ms; XLA HLO passes {phase_ms['hlo_passes']:.0f} "
+        f"ms; XLA CPU backend {phase_ms['xla_backend']:.0f} ms, in which {kernels} "
+        f"kernels' fusion emitters {phase_ms['fusion_emitters']:.0f} ms and LLVM "
+        f"codegen {phase_ms['llvm_codegen']:.0f} ms; first run "
+        f"{phase_ms['execute']:.0f} ms; the rest (TF graph to HLO, dispatch) "
+        f"{rest_ms:.0f} ms")
 
     executable = [d for _, d in steady.get("CpuExecutable::ExecuteAsyncOnStream", [])]
     kinds = collections.defaultdict(lambda: [0.0, 0, 0])  # ms, count, bytes
@@ -241,20 +244,20 @@ def profile_optimizer(model, variables, grads, opt_name, args, log):
         log("   no kernel events matched the HLO's fusion names: this TensorFlow's "
             "profiler names them differently")
         return
-    log(f"   step: executable {statistics.median(executable) if executable else float('nan'):.2f} "
-        f"ms (median of {args.steps}); kernels {total:.2f} ms in {len(kinds)} kinds "
-        "(added up over concurrent threads)")
+    median_ms = statistics.median(executable) if executable else float("nan")
+    log(f"   step: executable {median_ms:.2f} ms (median of {args.steps}); kernels "
+        f"{total:.2f} ms in {len(kinds)} kinds (added up over concurrent threads)")
     log(f"   {'fusion kind':36s} {'ms/step':>8s} {'share':>6s} {'count':>5s} "
         f"{'MB':>8s} {'GB/s':>6s}")
     ranked = sorted(kinds.items(), key=lambda item: -item[1][0])
-    for name, (ms, count, size) in ranked[: args.top]:
-        rate = size / 1e6 / ms if ms > 0 else float("nan")
-        log(f"   {name[:36]:36s} {ms:8.2f} {ms / total:6.1%} {count:5d} "
+    for name, (kind_ms, count, size) in ranked[: args.top]:
+        rate = size / 1e6 / kind_ms if kind_ms > 0 else float("nan")
+        log(f"   {name[:36]:36s} {kind_ms:8.2f} {kind_ms / total:6.1%} {count:5d} "
             f"{size / 1e6:8.1f} {rate:6.1f}")
-    rest = ranked[args.top:]
-    if rest:
-        log(f"   {'(' + str(len(rest)) + ' other kinds)':36s} "
-            f"{sum(k[0] for _, k in rest):8.2f}")
+    others = ranked[args.top:]
+    if others:
+        log(f"   {'(' + str(len(others)) + ' other kinds)':36s} "
+            f"{sum(k[0] for _, k in others):8.2f}")
 
 
 def main(argv=None):
