@@ -192,25 +192,15 @@ def profiled(fn, calls):
 
 
 def profile_optimizer(model, variables, grads, opt_name, args, log):
-    import tensorflow as tf
-
     optimizer = optimizer_step.make_optimizer(opt_name, model)
     optimizer.build(variables)
+    step = optimizer_step.TFStep(optimizer, variables, grads, "xla")
 
-    def step(grads):
-        optimizer.apply(grads, variables)
-        return optimizer.iterations + 0
-
-    fn = tf.function(step, jit_compile=True)
-
-    def call():
-        fn(grads).numpy()
-
-    first, (first_ms,) = profiled(call, 1)
-    call()  # one unprofiled step between the two profiles
-    steady, _ = profiled(call, args.steps)
+    first, (first_ms,) = profiled(step, 1)
+    step()  # one unprofiled step between the two profiles
+    steady, _ = profiled(step, args.steps)
     instructions = entry_instructions(
-        fn.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
+        step.fn.experimental_get_compiler_ir(grads)(stage="optimized_hlo")
     )
 
     def phase(key):
