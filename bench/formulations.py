@@ -106,8 +106,9 @@ SHAPES = {
 FORMULATION_NAMES = (
     "current", "unpaired", "plain", "algebraic_split", "current_complex",
     "algebraic", "algebraic_stack", "algebraic_stack_split", "algebraic_broadcast",
-    "current_stack", "current_matmul", "algebraic_matmul", "current_2stage", "current_cond", "current_where", "current_rsqrt2",
-    "current_lean", "current_recompute",
+    "current_stack", "current_matmul", "algebraic_matmul", "current_2stage",
+    "current_cond", "current_where", "current_rsqrt2", "current_lean",
+    "current_recompute",
 )
 MODES = ("graph", "xla")
 

@@ -19,10 +19,9 @@ timed). The first call of each compiled step is timed on its own: that is the
 trace + compile time. It is a single shot that swings between runs; with
 `--compile-repeats N` it is timed for N fresh optimisers and compiled steps per
 (optimiser, mode), interleaved, and the median reported. Then `--warmup`
-untimed rounds, then `--repeats` timed
-rounds; round k makes one call of every (optimiser, mode) pair of the model, in
-an order rotated by k, so slow drifts of the machine (other processes, clock,
-caches) hit every pair alike. The table reports the median. At the end every
+untimed rounds, then `--repeats` timed rounds; round k makes one call of every
+(optimiser, mode) pair of the model, in an order rotated by k, so slow drifts
+of the machine (other processes, clock, caches) hit every pair alike. The table reports the median. At the end every
 compiled step must have been traced exactly once; the script exits with status 1
 if one was retraced.
 

@@ -253,9 +253,9 @@ def split_sum_and_square_sum(x, axes, paired=None, min_size=None):
     bench.formulations --sections models --modes xla --model-formulations
     current,unpaired --models vgg11,resnet18_cifar`): Nero's step 1.25x ->
     1.08x Adam's on VGG-11, 1.24x -> 1.12x on ResNet-18 (the reductions
-    section, 4096 x 4096: 6.6 -> 4.1 ms). As a stack or a complex pair it was no faster. In TF graph mode
-    (not compiled) the broadcast is materialised (32 ms, same section): there,
-    two sums.
+    section, 4096 x 4096: 6.6 -> 4.1 ms). As a stack or a complex pair it was
+    no faster. In TF graph mode (not compiled) the broadcast is materialised
+    (32 ms, same section): there, two sums.
 
     Args:
         x: tensor (static shape).
