@@ -1,0 +1,72 @@
+"""A character-level LSTM language model (Keras' "Character-level text generation with LSTM" example).
+
+    python -m examples.char_lstm --data text.txt.gz --optimizer nero
+    python -m examples.char_lstm --data text.txt.gz --optimizer rmsprop
+
+It reads 40 characters and predicts the next; the metric is the validation perplexity per
+character, exp(cross-entropy).
+"""
+
+import math
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from examples import common
+
+MAXLEN, STEP = 40, 3
+
+
+def make_model(vocab_size, units=128):
+    return keras.Sequential([
+        keras.Input(shape=(MAXLEN, vocab_size)),
+        layers.LSTM(units),
+        layers.Dense(vocab_size, activation="softmax"),
+    ])
+
+
+def sequences(ids, vocab_size, batch_size, limit=None, shuffle=False, seed=0):
+    """(one-hot window of MAXLEN characters, next character id) batches, a window every STEP characters."""
+    starts = np.arange(0, len(ids) - MAXLEN, STEP)[:limit]
+    windows = ids[starts[:, None] + np.arange(MAXLEN + 1)]
+    ds = tf.data.Dataset.from_tensor_slices((windows[:, :-1], windows[:, -1]))
+    if shuffle:
+        ds = ds.shuffle(len(starts), seed=seed)
+    return ds.batch(batch_size).map(lambda x, y: (tf.one_hot(x, vocab_size), y))
+
+
+def main(argv=None):
+    p = common.parser(__doc__.splitlines()[0], "rmsprop", 1e-2, common.TEXT_HELP,
+                      epochs=1, batch_size=128)
+    p.add_argument("--max-chars", type=int, default=None, help="read at most this many characters")
+    p.add_argument("--units", type=int, default=128)
+    p.add_argument("--max-val-examples", type=int, default=5000)
+    args = common.parse(p, argv)
+    chars, train_ids, val_ids = common.load_text(args, args.max_chars)
+    vocab = len(chars)
+    train = sequences(train_ids, vocab, args.batch_size, args.max_examples, shuffle=True, seed=args.seed)
+    val = sequences(val_ids, vocab, args.batch_size, args.max_val_examples)
+    if args.steps_per_epoch:
+        train = train.repeat()
+
+    model = make_model(vocab, args.units)
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=common.optimizer(args, keras.optimizers.RMSprop))
+    fit = dict(steps_per_epoch=args.steps_per_epoch, verbose=2)
+    history = model.fit(train, epochs=args.epochs, validation_data=val, **fit)
+
+    model, path = common.save_and_reload(model, args)
+    model.fit(train, epochs=1, **fit)
+    val_loss = model.evaluate(val, verbose=0)
+    return common.report(args, {
+        "val_perplexity_before_reload": math.exp(history.history["val_loss"][-1]),
+        "val_loss": val_loss,
+        "val_perplexity": math.exp(val_loss),
+    })
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
