@@ -44,6 +44,9 @@ def main(argv=None):
     p.add_argument("--max-chars", type=int, default=None, help="read at most this many characters")
     p.add_argument("--units", type=int, default=128)
     p.add_argument("--max-val-examples", type=int, default=5000)
+    p.add_argument("--nero-unconstrained", action="append", default=None, metavar="GLOB",
+                   help="Nero: update these variables per neuron without projecting them")
+    p.add_argument("--nero-constraints", choices=["true", "false"], default="true")
     args = common.parse(p, argv)
     chars, train_ids, val_ids = common.load_text(args, args.max_chars)
     vocab = len(chars)
@@ -54,7 +57,9 @@ def main(argv=None):
 
     model = make_model(vocab, args.units)
     model.compile(loss="sparse_categorical_crossentropy",
-                  optimizer=common.optimizer(args, keras.optimizers.RMSprop))
+                  optimizer=common.optimizer(args, keras.optimizers.RMSprop, nero_kwargs=dict(
+                      unconstrained=args.nero_unconstrained,
+                      constraints=args.nero_constraints == "true")))
     fit = dict(steps_per_epoch=args.steps_per_epoch, verbose=2)
     history = model.fit(train, epochs=args.epochs, validation_data=val, **fit)
 

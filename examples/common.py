@@ -49,10 +49,10 @@ def parse(p, argv):
     return args
 
 
-def optimizer(args, usual_cls, **usual_kwargs):
+def optimizer(args, usual_cls, nero_kwargs=None, **usual_kwargs):
     """`nero_tf.Nero()` or the example's usual optimiser, at `--lr` if given."""
     if args.optimizer == "nero":
-        return nero_tf.Nero(learning_rate=args.lr or 0.01)
+        return nero_tf.Nero(learning_rate=args.lr or 0.01, **(nero_kwargs or {}))
     return usual_cls(learning_rate=args.lr or args.usual_lr, **usual_kwargs)
 
 
