@@ -20,11 +20,11 @@ from examples import common
 MAXLEN, STEP = 40, 3
 
 
-def make_model(vocab_size, units=128):
+def make_model(vocab_size, units=128, output_bias="zeros"):
     return keras.Sequential([
         keras.Input(shape=(MAXLEN, vocab_size)),
         layers.LSTM(units),
-        layers.Dense(vocab_size, activation="softmax"),
+        layers.Dense(vocab_size, activation="softmax", bias_initializer=output_bias),
     ])
 
 
@@ -46,6 +46,8 @@ def main(argv=None):
     p.add_argument("--max-val-examples", type=int, default=5000)
     p.add_argument("--nero-unconstrained", action="append", default=None, metavar="GLOB",
                    help="Nero: update these variables per neuron without projecting them")
+    p.add_argument("--output-bias", choices=["zeros", "unigram"], default="zeros",
+                   help="initialise the output bias to zeros or the log character frequencies")
     p.add_argument("--nero-constraints", choices=["true", "false"], default="true")
     args = common.parse(p, argv)
     chars, train_ids, val_ids = common.load_text(args, args.max_chars)
@@ -55,7 +57,11 @@ def main(argv=None):
     if args.steps_per_epoch:
         train = train.repeat()
 
-    model = make_model(vocab, args.units)
+    output_bias = "zeros"
+    if args.output_bias == "unigram":  # start from the character frequencies, not uniform
+        counts = np.bincount(train_ids, minlength=vocab) + 1.0
+        output_bias = keras.initializers.Constant(np.log(counts / counts.sum()))
+    model = make_model(vocab, args.units, output_bias)
     model.compile(loss="sparse_categorical_crossentropy",
                   optimizer=common.optimizer(args, keras.optimizers.RMSprop, nero_kwargs=dict(
                       unconstrained=args.nero_unconstrained,
