@@ -48,6 +48,7 @@ def main(argv=None):
                    help="Nero: update these variables per neuron without projecting them")
     p.add_argument("--output-bias", choices=["zeros", "unigram"], default="zeros",
                    help="initialise the output bias to zeros or the log character frequencies")
+    p.add_argument("--nero-beta", type=float, default=0.999)
     p.add_argument("--nero-constraints", choices=["true", "false"], default="true")
     args = common.parse(p, argv)
     chars, train_ids, val_ids = common.load_text(args, args.max_chars)
@@ -64,7 +65,7 @@ def main(argv=None):
     model = make_model(vocab, args.units, output_bias)
     model.compile(loss="sparse_categorical_crossentropy",
                   optimizer=common.optimizer(args, keras.optimizers.RMSprop, nero_kwargs=dict(
-                      unconstrained=args.nero_unconstrained,
+                      beta=args.nero_beta, unconstrained=args.nero_unconstrained,
                       constraints=args.nero_constraints == "true")))
     fit = dict(steps_per_epoch=args.steps_per_epoch, verbose=2)
     history = model.fit(train, epochs=args.epochs, validation_data=val, **fit)
