@@ -1,4 +1,4 @@
-"""A character-level LSTM language model (Keras' "Character-level text generation with LSTM" example).
+"""A character-level LSTM language model (Keras' "Character-level text generation with LSTM").
 
     python -m examples.char_lstm --data text.txt.gz --optimizer nero
     python -m examples.char_lstm --data text.txt.gz --optimizer rmsprop
@@ -29,7 +29,7 @@ def make_model(vocab_size, units=128, output_bias="zeros"):
 
 
 def sequences(ids, vocab_size, batch_size, limit=None, shuffle=False, seed=0):
-    """(one-hot window of MAXLEN characters, next character id) batches, a window every STEP characters."""
+    """Batches of (one-hot window of MAXLEN characters, next character id), one every STEP."""
     starts = np.arange(0, len(ids) - MAXLEN, STEP)[:limit]
     windows = ids[starts[:, None] + np.arange(MAXLEN + 1)]
     ds = tf.data.Dataset.from_tensor_slices((windows[:, :-1], windows[:, -1]))
@@ -53,7 +53,8 @@ def main(argv=None):
     args = common.parse(p, argv)
     chars, train_ids, val_ids = common.load_text(args, args.max_chars)
     vocab = len(chars)
-    train = sequences(train_ids, vocab, args.batch_size, args.max_examples, shuffle=True, seed=args.seed)
+    train = sequences(train_ids, vocab, args.batch_size, args.max_examples,
+                      shuffle=True, seed=args.seed)
     val = sequences(val_ids, vocab, args.batch_size, args.max_val_examples)
     if args.steps_per_epoch:
         train = train.repeat()

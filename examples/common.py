@@ -1,4 +1,4 @@
-"""What every example shares: its command line, local data, the optimiser switch, save/reload, results."""
+"""What the examples share: command line, local data, optimiser switch, save/reload, results."""
 
 import argparse
 import gzip
@@ -62,7 +62,8 @@ def load_mnist(args):
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
         if missing:
             raise SystemExit(f"--data {args.data}: no {sorted(missing)}; pass {MNIST_HELP}")
-        x_train, y_train, x_test, y_test = (f[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        x_train, y_train, x_test, y_test = (
+            f[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     n = args.max_examples
     x_train, y_train = x_train[:n], y_train[:n]
     x_test, y_test = x_test[:n], y_test[:n]
@@ -71,13 +72,14 @@ def load_mnist(args):
 
 
 def load_text(args, max_chars=None):
-    """The text at `--data` (plain or .gz), its characters as ids, split 90/10 into train/validation."""
+    """The text at `--data` (plain or .gz) as character ids, split 90/10 into train/validation."""
     opener = gzip.open if str(args.data).endswith(".gz") else open
     with opener(args.data, "rt", encoding="utf-8") as f:
         text = f.read(max_chars or -1)
     chars = sorted(set(text))
     if len(text) < 1000:
-        raise SystemExit(f"--data {args.data}: {len(text)} characters; pass {TEXT_HELP} (1000+ characters)")
+        raise SystemExit(f"--data {args.data}: {len(text)} characters; "
+                         f"pass {TEXT_HELP} (1000+ characters)")
     lookup = {c: i for i, c in enumerate(chars)}
     encoded = np.fromiter((lookup[c] for c in text), dtype="int32", count=len(text))
     split = int(0.9 * len(encoded))
@@ -102,7 +104,8 @@ def report(args, metrics):
     metrics = {k: float(v) for k, v in metrics.items()}
     record = {"optimizer": args.optimizer,
               "learning_rate": args.lr or (0.01 if args.optimizer == "nero" else args.usual_lr),
-              "args": {k: v for k, v in vars(args).items() if k not in ("usual", "usual_lr", "data_help")},
+              "args": {k: v for k, v in vars(args).items()
+                       if k not in ("usual", "usual_lr", "data_help")},
               "metrics": metrics}
     print(json.dumps(record["metrics"], indent=1))
     if args.out:

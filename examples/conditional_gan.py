@@ -1,4 +1,4 @@
-"""A conditional GAN on MNIST (Keras' "Conditional GAN" example): a custom `train_step`, two optimisers.
+"""A conditional GAN on MNIST (Keras' "Conditional GAN"): a custom `train_step`, two optimisers.
 
     python -m examples.conditional_gan --data mnist.npz --optimizer nero
     python -m examples.conditional_gan --data mnist.npz --optimizer adam
@@ -118,7 +118,8 @@ def main(argv=None):
                       epochs=2, batch_size=64)
     args = common.parse(p, argv)
     (x_train, y_train), _ = common.load_mnist(args)
-    dataset = (tf.data.Dataset.from_tensor_slices((x_train, keras.utils.to_categorical(y_train, 10)))
+    one_hot_labels = keras.utils.to_categorical(y_train, NUM_CLASSES)
+    dataset = (tf.data.Dataset.from_tensor_slices((x_train, one_hot_labels))
                .shuffle(1024, seed=args.seed).batch(args.batch_size, drop_remainder=True))
 
     gan = ConditionalGAN(make_discriminator(), make_generator())

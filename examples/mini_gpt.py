@@ -1,4 +1,4 @@
-"""A miniature GPT on characters (Keras' "Text generation with a miniature GPT" example, at CPU size).
+"""A miniature GPT on characters (Keras' "Text generation with a miniature GPT", at CPU size).
 
     python -m examples.mini_gpt --data text.txt.gz --optimizer nero
     python -m examples.mini_gpt --data text.txt.gz --optimizer adam
@@ -44,7 +44,8 @@ class TransformerBlock(layers.Layer):
         super().__init__(**kwargs)
         self.embed_dim, self.num_heads, self.ff_dim, self.rate = embed_dim, num_heads, ff_dim, rate
         self.att = layers.MultiHeadAttention(num_heads, embed_dim // num_heads)
-        self.ffn = keras.Sequential([layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
+        self.ffn = keras.Sequential(
+            [layers.Dense(ff_dim, activation="relu"), layers.Dense(embed_dim)])
         self.layernorm1 = layers.LayerNormalization(epsilon=1e-6)
         self.layernorm2 = layers.LayerNormalization(epsilon=1e-6)
         self.dropout1 = layers.Dropout(rate)
@@ -100,7 +101,8 @@ def main(argv=None):
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=common.optimizer(args, keras.optimizers.Adam), loss=loss)
     fit = dict(batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, verbose=2)
-    history = model.fit(x_train, y_train, epochs=args.epochs, validation_data=(x_val, y_val), **fit)
+    history = model.fit(x_train, y_train, epochs=args.epochs,
+                        validation_data=(x_val, y_val), **fit)
 
     model, path = common.save_and_reload(model, args)
     model.fit(x_train, y_train, epochs=1, **fit)

@@ -1,4 +1,4 @@
-"""A small Vision Transformer on MNIST (Keras' "Image classification with Vision Transformer" example).
+"""A small Vision Transformer on MNIST (Keras' "Image classification with Vision Transformer").
 
     python -m examples.vit --data mnist.npz --optimizer nero
     python -m examples.vit --data mnist.npz --optimizer adam
@@ -38,7 +38,8 @@ class PatchEncoder(layers.Layer):
         super().__init__(**kwargs)
         self.num_patches, self.projection_dim = num_patches, projection_dim
         self.projection = layers.Dense(units=projection_dim)
-        self.position_embedding = layers.Embedding(input_dim=num_patches, output_dim=projection_dim)
+        self.position_embedding = layers.Embedding(
+            input_dim=num_patches, output_dim=projection_dim)
 
     def build(self, input_shape):
         self.projection.build(input_shape)

@@ -1,4 +1,4 @@
-"""The example programs in examples/: each trains, saves, reloads and trains on, with Nero and its usual optimiser.
+"""The programs in examples/ train, save, reload and train on, under Nero and the usual one.
 
 Offline, on data made here: a fake mnist.npz from scikit-learn's bundled 8x8 digits
 upsampled to 28x28, and a short English text.
@@ -39,7 +39,7 @@ def fresh_keras_session():
 
 @pytest.fixture(scope="module")
 def mnist_npz(tmp_path_factory):
-    """The bundled 8x8 digits, each pixel made 3x3 and padded by 2: MNIST's shapes, dtypes and keys."""
+    """The bundled 8x8 digits, pixels made 3x3, padded by 2: MNIST's shapes, dtypes and keys."""
     digits = load_digits()
     images = np.kron(digits.images, np.ones((3, 3)))  # (n, 24, 24), values 0..16
     images = np.pad(images, ((0, 0), (2, 2), (2, 2))) * (255 / 16)
@@ -82,24 +82,29 @@ def round_trips(monkeypatch):
 
 
 def optimizers_of(model):
-    if hasattr(model, "d_optimizer"):  # the GAN's own two; its `optimizer` is compile()'s unused default
+    # The GAN's own two; its `optimizer` is compile()'s unused default.
+    if hasattr(model, "d_optimizer"):
         return [model.d_optimizer, model.g_optimizer]
     return [model.optimizer]
 
 
 # (module, usual optimiser, data fixture, arguments sizing it to a few steps)
 EXAMPLES = {
-    "convnet": (convnet, "adam", "mnist_npz", ["--max-examples", "512", "--epochs", "3", "--batch-size", "32"]),
-    "conditional_gan": (conditional_gan, "adam", "mnist_npz", ["--max-examples", "128", "--epochs", "1", "--batch-size", "32"]),
-    "char_lstm": (char_lstm, "rmsprop", "text_file", ["--max-examples", "1024", "--epochs", "2", "--batch-size", "64", "--units", "32"]),
-    "mini_gpt": (mini_gpt, "adam", "text_file", ["--max-examples", "128", "--epochs", "3", "--batch-size", "16", "--maxlen", "32"]),
-    "vae": (vae, "adam", "mnist_npz", ["--max-examples", "512", "--epochs", "2", "--batch-size", "64"]),
-    "vit": (vit, "adam", "mnist_npz", ["--max-examples", "512", "--epochs", "3", "--batch-size", "64"]),
+    "convnet": (convnet, "adam", "mnist_npz",
+                "--max-examples 512 --epochs 3 --batch-size 32".split()),
+    "conditional_gan": (conditional_gan, "adam", "mnist_npz",
+                        "--max-examples 128 --epochs 1 --batch-size 32".split()),
+    "char_lstm": (char_lstm, "rmsprop", "text_file",
+                  "--max-examples 1024 --epochs 2 --batch-size 64 --units 32".split()),
+    "mini_gpt": (mini_gpt, "adam", "text_file",
+                 "--max-examples 128 --epochs 3 --batch-size 16 --maxlen 32".split()),
+    "vae": (vae, "adam", "mnist_npz", "--max-examples 512 --epochs 2 --batch-size 64".split()),
+    "vit": (vit, "adam", "mnist_npz", "--max-examples 512 --epochs 3 --batch-size 64".split()),
 }
 
 
 def learned(name, metrics, vocab_size):
-    """Whether the final metrics beat an untrained model's, where a few steps make that reliable."""
+    """Whether the metrics beat an untrained model's, where a few steps make that reliable."""
     if name in ("convnet", "vit"):
         return metrics["test_accuracy"] > 0.3  # chance is 0.1
     if name in ("char_lstm", "mini_gpt"):
