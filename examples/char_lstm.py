@@ -48,6 +48,8 @@ def main(argv=None):
                    help="Nero: update these variables per neuron without projecting them")
     p.add_argument("--output-bias", choices=["zeros", "unigram"], default="zeros",
                    help="initialise the output bias to zeros or the log character frequencies")
+    p.add_argument("--nero-layout", action="append", default=[], metavar="GLOB=AXES",
+                   help="Nero: fan-in axes for these variables, e.g. '*lstm_cell/kernel=1'")
     p.add_argument("--nero-beta", type=float, default=0.999)
     p.add_argument("--nero-constraints", choices=["true", "false"], default="true")
     args = common.parse(p, argv)
@@ -67,6 +69,8 @@ def main(argv=None):
     model.compile(loss="sparse_categorical_crossentropy",
                   optimizer=common.optimizer(args, keras.optimizers.RMSprop, nero_kwargs=dict(
                       beta=args.nero_beta, unconstrained=args.nero_unconstrained,
+                      layouts={glob: [int(a) for a in axes.split(",")] for glob, axes in
+                               (item.split("=") for item in args.nero_layout)},
                       constraints=args.nero_constraints == "true")))
     fit = dict(steps_per_epoch=args.steps_per_epoch, verbose=2)
     history = model.fit(train, epochs=args.epochs, validation_data=val, **fit)
