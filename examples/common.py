@@ -57,8 +57,13 @@ def optimizer(args, usual_cls, nero_kwargs=None, **usual_kwargs):
 
 
 def load_mnist(args):
-    """MNIST from `--data` as floats in [0, 1] with a channel axis, capped by --max-examples."""
-    with np.load(args.data) as f:
+    """MNIST from `--data` (the .npz, or a folder holding mnist.npz) as floats in [0, 1]."""
+    path = pathlib.Path(args.data)
+    if path.is_dir():
+        path = path / "mnist.npz"
+    if not path.is_file():
+        raise SystemExit(f"--data {args.data}: no {path}; pass {MNIST_HELP}")
+    with np.load(path) as f:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
         if missing:
             raise SystemExit(f"--data {args.data}: no {sorted(missing)}; pass {MNIST_HELP}")
@@ -72,10 +77,15 @@ def load_mnist(args):
 
 
 def load_text(args, max_chars=None):
-    """The text at `--data` (plain or .gz) as character ids, split 90/10 into train/validation."""
-    opener = gzip.open if str(args.data).endswith(".gz") else open
-    with opener(args.data, "rt", encoding="utf-8") as f:
-        text = f.read(max_chars or -1)
+    """The text at `--data` (a file, or a folder's *.txt and *.txt.gz files in name order) as
+    character ids, split 90/10 into train and validation."""
+    path = pathlib.Path(args.data)
+    files = sorted([*path.glob("*.txt"), *path.glob("*.txt.gz")]) if path.is_dir() else [path]
+    text = ""
+    for file in files:
+        opener = gzip.open if file.name.endswith(".gz") else open
+        with opener(file, "rt", encoding="utf-8") as f:
+            text += f.read(max_chars - len(text) if max_chars else -1)
     chars = sorted(set(text))
     if len(text) < 1000:
         raise SystemExit(f"--data {args.data}: {len(text)} characters; "

@@ -146,6 +146,23 @@ def test_example_trains_saves_reloads_and_learns(name, optimizer, request, round
     assert learned(name, metrics, vocab_size), metrics
 
 
+def test_data_may_be_a_folder(mnist_npz, text_file, tmp_path):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "mnist.npz").write_bytes(open(mnist_npz, "rb").read())
+    (tmp_path / "text").mkdir()
+    for name in ("b.txt", "a.txt"):
+        (tmp_path / "text" / name).write_text(name[0] * 600)
+    parse = lambda p, path: common.parse(p, ["--data", str(path)])  # noqa: E731
+    p = common.parser("", "adam", 1e-3, common.MNIST_HELP, epochs=1, batch_size=1)
+    (x_train, _), _ = common.load_mnist(parse(p, tmp_path / "mnist"))
+    assert x_train.shape == (1500, 28, 28, 1) and 0 <= x_train.min() < x_train.max() <= 1
+    chars, train, val = common.load_text(parse(p, tmp_path / "text"), max_chars=1100)
+    assert chars == ["a", "b"] and len(train) + len(val) == 1100
+    assert list(train[:600]) == [0] * 600 and set(val) == {1}  # a.txt first, then b.txt
+    with pytest.raises(SystemExit, match="mnist.npz"):
+        common.load_mnist(parse(p, tmp_path / "text"))
+
+
 def test_missing_data_fails_fast_naming_the_flag(tmp_path, capsys):
     for name, (module, *_) in EXAMPLES.items():
         with pytest.raises(SystemExit):
