@@ -114,12 +114,12 @@ def learned(name, metrics, vocab_size):
     return True  # a GAN's losses do not fall with learning
 
 
-# About 10-20 s each on two free cores (four traced functions and a save/load each): the Nero
-# runs of the examples with the riskiest state (a fan-in-2 layer, two optimisers, an LSTM)
-# stay in the quick tier.
-QUICK = {("vae", "nero"), ("conditional_gan", "nero"), ("char_lstm", "nero"), ("convnet", "nero")}
+# On two free cores the whole file takes about 90 s; the ViT and mini-GPT runs and the GAN
+# under Adam (7-13 s each) are the slow tier.
+SLOW = {("vit", "nero"), ("vit", "usual"), ("mini_gpt", "nero"), ("mini_gpt", "usual"),
+        ("conditional_gan", "usual")}
 CASES = [pytest.param(name, opt, id=f"{name}-{opt}",
-                      marks=() if (name, opt) in QUICK else pytest.mark.slow)
+                      marks=pytest.mark.slow if (name, opt) in SLOW else ())
          for name in sorted(EXAMPLES) for opt in ("nero", "usual")]
 
 
