@@ -18,7 +18,7 @@ from nero_tf.backend import build_scope
 
 
 @keras.saving.register_keras_serializable(package="nero_tf")
-class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
+class Constrained(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
     """Wrapper that keeps any optimizer on Nero's balanced-network constraints.
 
     After every step of the wrapped optimizer, each constrained neuron is
@@ -108,8 +108,9 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     def build(self, var_list):
         """Resolve neuron layouts, project the weights, build the inner optimizer.
 
-        The wrapper's own state is one flag saying the weights have been
-        projected, so that a restored checkpoint is never projected again.
+        The wrapper's own state is its plan (see `nero_tf.constraints`) and
+        one flag saying the weights have been projected, so that a restored
+        checkpoint is never projected again.
 
         Args:
             var_list: list of model variables to build the optimizers on.
@@ -119,10 +120,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # Eagerly, even when Keras builds inside a traced step (see Nero).
         with build_scope():
             super().build(var_list)
-            self._neuron_layouts, self._constrained = constraints_lib.plan(
-                var_list, self.layouts, self.center, self.normalize,
-                self.unconstrained, owner=self.name,
-            )
+            self._build_plan(var_list)
             # A restored checkpoint sets this as the variable is created.
             self._projected = self.add_variable((), "zeros", "int", name="projected")
             if not int(self._projected.numpy()):
@@ -231,6 +229,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             "constraints": self.constraints,
             "layouts": dict(self.layouts),
             "unconstrained": list(self.unconstrained),
+            **self._plan_config(),
         }
 
     @classmethod
@@ -241,4 +240,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         optimizer = keras.saving.deserialize_keras_object(
             config.pop("optimizer"), custom_objects=custom_objects
         )
-        return cls(optimizer, **config)
+        plan = config.pop("plan", None)
+        wrapper = cls(optimizer, **config)
+        wrapper._saved_plan = plan
+        return wrapper

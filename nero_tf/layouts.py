@@ -25,15 +25,20 @@ Resolution, for a variable with ``path`` ``".../<layer name>/<variable name>"``:
 4. otherwise a guess from the variable name and rank, with one warning.
 
 A constrained tensor whose neurons have a fan-in of one (``Dense`` on a single
-input feature) is treated element-wise: centring would zero it for ever.
+input feature) is treated element-wise: centring would zero it for ever. One
+whose fan-in is below ``MIN_PROJECTED_FAN_IN`` keeps its neurons but is not
+projected (see ``nero_tf.constraints.is_constrained``).
 """
 
 import dataclasses
 import fnmatch
 import math
+import os
 import re
+import sys
 import warnings
 
+import keras
 from keras import ops
 from nero_tf.backend import reshape, split_sum, split_sum_and_square_sum
 
@@ -111,6 +116,40 @@ VARIABLE_NAME_RULES = {
     "kernel": "all_but_last",  # Dense (in, out) and Conv (k..., in, out) alike
 }
 _DEFAULT_GUESS = "all_but_last"
+
+# Neurons with a smaller fan-in are updated per neuron but never projected. A
+# centred unit vector of length n has n - 2 degrees of freedom and is blind to
+# the all-ones direction of its input: at fan-in 2 a neuron can only be
+# +-(1, -1)/sqrt(2), so a layer on a 2-d input (a VAE decoder on a 2-d latent)
+# sees only x0 - x1. `python -m bench.small_fan_in` measures where projection
+# stops costing (docs/small_fan_in.md).
+MIN_PROJECTED_FAN_IN = 3
+
+
+def _without_first_component(path):
+    head, sep, tail = path.partition("/")
+    return tail if sep and "/" in tail else None
+
+
+def path_matches(path, pattern):
+    """Whether a variable path matches a user's path or `fnmatch` glob.
+
+    A path also matches with or without its first component, the model's
+    name: Keras drops it from a `Sequential` model's variable paths when it
+    loads a `.keras` file (`sequential/dense_1/kernel` becomes
+    `dense_1/kernel`), so a path copied from `summary()` before saving still
+    names the same variable after loading, and the other way round.
+    """
+    candidates = [(path, pattern)]
+    short_path = _without_first_component(path)
+    if short_path is not None:
+        candidates.append((short_path, pattern))
+    short_pattern = _without_first_component(pattern)
+    if short_pattern is not None:
+        candidates.append((path, short_pattern))
+    return any(
+        p == pat or fnmatch.fnmatchcase(p, pat) for p, pat in candidates
+    )
 
 
 def _snake_case(name):
@@ -351,7 +390,7 @@ def resolve(variable_path, shape, overrides=None, layer=None):
         return NeuronLayout(variable_path, shape, axes, source)
 
     for pattern, spec in (overrides or {}).items():
-        if variable_path == pattern or fnmatch.fnmatchcase(variable_path, pattern):
+        if path_matches(variable_path, pattern):
             return done(_axes_from_spec(spec, shape, variable_path), "override")
     if rank <= 1:
         return done(None, "rank <= 1")
@@ -371,7 +410,7 @@ def resolve(variable_path, shape, overrides=None, layer=None):
         if axes is not None:
             return done(axes, f"{layer_class}.{var_name}")
     rule = VARIABLE_NAME_RULES.get(var_name, _DEFAULT_GUESS)
-    return done(AXIS_RULES[rule](rank), f"guess ({rule})")
+    return done(AXIS_RULES[rule](rank), f"guess: {rule}")
 
 
 def _own_variables(model):
@@ -392,14 +431,15 @@ def _own_variables(model):
 
 
 def model_layouts(model):
-    """Exact neuron layouts of every variable of a built Keras model.
+    """Exact neuron layouts of every variable of a Keras model.
 
     Walks the model's layers, so renamed and subclassed built-in layers are
     found by class, and ``EinsumDense`` layers by their equation. Pass the
     result to ``Nero(layouts=...)``; it is a plain ``{path: fan-in axes}``
-    dict, so it serialises with the optimiser. Variables of layers this
-    module does not know are left out, and are resolved (or guessed, with a
-    warning) when the optimiser is built.
+    dict, so it serialises with the optimiser. The weights that a custom
+    layer creates itself are not built-in layers' weights: they are left out
+    (with one warning naming them) and resolved, or guessed with a warning,
+    when the optimiser is built; name their fan-in axes in ``layouts=``.
 
     Example:
 
@@ -407,20 +447,52 @@ def model_layouts(model):
     >>> nero_tf.model_layouts(model)
     {'sequential/out/kernel': [0], 'sequential/out/bias': 'elementwise'}
     """
-    if not model.built:
+    # A subclassed model that was trained with a custom `train_step` never
+    # calling it has weights but `built` False: its weights are what counts.
+    if not model.trainable_weights:
         raise ValueError(
-            "model_layouts() needs a built model (call it on data, or build() "
-            "it with an input shape, first)."
+            "model_layouts() needs a model with weights: call it on data, or "
+            "build() it with an input shape, first."
         )
-    layouts = {}
+    layouts, unknown = {}, []
     for variable, layer in _own_variables(model):
         layout = resolve(variable.path, variable.shape, layer=layer)
         if layout.guessed:
+            unknown.append(f"  {variable.path} {tuple(variable.shape)} "
+                           f"of {type(layer).__name__}")
             continue
         layouts[variable.path] = (
             ELEMENTWISE if layout.elementwise else list(layout.fan_in_axes)
         )
+    if unknown:
+        warnings.warn(
+            f"model_layouts() does not know the layer of {len(unknown)} "
+            "variable(s), left out:\n" + "\n".join(unknown) + "\nName their "
+            "fan-in axes yourself, e.g. `layouts={**nero_tf.model_layouts(model), "
+            "'my_layer/w': [0]}`.",
+            stacklevel=_user_stacklevel(),
+        )
     return layouts
+
+
+# Packages whose frames a warning skips, so that it points at the user's line.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+    for module in (sys.modules[__name__.rpartition(".")[0]], keras)
+)
+
+
+def _user_stacklevel():
+    """`stacklevel` for `warnings.warn` that names the first frame outside
+    nero_tf, Keras and TensorFlow (the user's line that built the optimiser)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (filename.startswith(_LIBRARY_DIRS) or "/tensorflow/" in filename
+                or filename.startswith("<frozen")):
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def warn_guesses(layouts, owner="Nero"):
@@ -429,7 +501,8 @@ def warn_guesses(layouts, owner="Nero"):
     if not guessed:
         return
     lines = "\n".join(
-        f"  {l.path} {l.shape}: fan-in axes {l.fan_in_axes} ({l.source})"
+        f"  {l.path} {l.shape}: fan-in axes {l.fan_in_axes}, guessed from the "
+        f"variable name (rule {l.source.partition(': ')[2]!r})"
         for l in guessed
     )
     warnings.warn(
@@ -439,12 +512,16 @@ def warn_guesses(layouts, owner="Nero"):
         "`layouts=nero_tf.model_layouts(model)` (exact for Keras' built-in "
         "layers, renamed or not) or name the fan-in axes yourself, e.g. "
         "`layouts={'my_layer/w': [0, 1]}`.",
-        stacklevel=3,
+        stacklevel=_user_stacklevel(),
     )
 
 
 def format_table(layouts, constrained=None):
-    """A text table of layouts: path, shape, fan-in axes, neurons, constrained."""
+    """A text table of layouts: path, shape, fan-in axes, neurons, constrained.
+
+    Element-wise tensors have no neurons ("-"); a tensor left unprojected
+    because its fan-in is below `MIN_PROJECTED_FAN_IN` says so.
+    """
     constrained = constrained or [not l.elementwise for l in layouts]
     header = ("variable", "shape", "fan-in axes", "neurons", "constrained", "rule")
     rows = [header]
@@ -454,8 +531,12 @@ def format_table(layouts, constrained=None):
                 layout.path,
                 str(tuple(layout.shape)),
                 ELEMENTWISE if layout.elementwise else str(layout.fan_in_axes),
-                str(layout.num_neurons),
-                "yes" if is_constrained else "no",
+                "-" if layout.elementwise else str(layout.num_neurons),
+                "yes" if is_constrained else (
+                    f"no (fan-in {layout.fan_in})"
+                    if not layout.elementwise
+                    and layout.fan_in < MIN_PROJECTED_FAN_IN else "no"
+                ),
                 layout.source,
             )
         )

@@ -18,7 +18,7 @@ from nero_tf.backend import (
 )
 
 @keras.saving.register_keras_serializable(package="nero_tf")
-class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
+class Nero(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
     """Optimizer that implements the Nero algorithm ("neuronal rotator").
 
     Nero makes per-neuron relative updates and keeps every neuron's weight
@@ -162,9 +162,12 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
         Nero keeps, per variable: `v` (one float32 per neuron, or per element
         for element-wise tensors), a step counter (for per-tensor bias
-        correction, as in the reference) and the frozen `scale`; plus one flag
-        saying the weights have been projected, so that a restored checkpoint
-        is never projected or re-scaled again.
+        correction, as in the reference) and the frozen `scale`; plus the plan
+        (every variable's neurons and whether it is projected, restored from
+        a `.keras` file or checkpoint when there is one: see
+        `nero_tf.constraints`) and one flag saying the weights have been
+        projected, so that a restored checkpoint is never projected or
+        re-scaled again.
 
         Args:
             var_list: list of model variables to build Nero variables on.
@@ -173,10 +176,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             return
         with build_scope():
             super().build(var_list)
-            self._neuron_layouts, self._constrained = constraints_lib.plan(
-                var_list, self.layouts, self.center, self.normalize,
-                self.unconstrained, owner=self.name,
-            )
+            self._build_plan(var_list)
 
             projected, scales = [], []
             for variable, layout, constrained in zip(
@@ -355,9 +355,18 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
                 "constraints": self.constraints,
                 "layouts": dict(self.layouts),
                 "unconstrained": list(self.unconstrained),
+                **self._plan_config(),
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        plan = config.pop("plan", None)
+        optimizer = super().from_config(config, custom_objects=custom_objects)
+        optimizer._saved_plan = plan
+        return optimizer
 
 
 Nero.__doc__ = Nero.__doc__.replace(

@@ -29,7 +29,8 @@ class NeroReference:
     """Nero on a list of tensors: 2-D (neurons x fan-in) or 1-D (element-wise).
 
     ``constrained`` says, per tensor, whether it is projected; 1-D tensors and
-    rows of length one are never projected.
+    rows of fewer than three weights are never projected (a centred unit row of
+    two weights can only be +-(1, -1)/sqrt(2); one of one weight is zero).
     """
 
     def __init__(self, params, lr=0.01, beta=0.999, center=True, normalize=True,
@@ -38,9 +39,9 @@ class NeroReference:
         self.center, self.normalize = center, normalize
         self.params = [np.array(p, np.float64) for p in params]
         if constrained is None:
-            constrained = [p.ndim == 2 and p.shape[1] > 1 for p in self.params]
+            constrained = [p.ndim == 2 and p.shape[1] > 2 for p in self.params]
         self.constrained = [
-            c and (center or normalize) and p.ndim == 2 and p.shape[1] > 1
+            c and (center or normalize) and p.ndim == 2 and p.shape[1] > 2
             for c, p in zip(constrained, self.params)
         ]
         self.v, self.t, self.scale = [], [], []

@@ -172,7 +172,7 @@ def test_model_layouts_sees_subclassed_dense():
 
 def test_model_layouts_needs_a_built_model():
     model = keras.Sequential([keras.layers.Dense(3)])
-    with pytest.raises(ValueError, match="built model"):
+    with pytest.raises(ValueError, match="needs a model with weights"):
         nero_tf.model_layouts(model)
 
 
