@@ -97,7 +97,7 @@ def docstring_examples():
     found = []
     for module_name in names:
         for test in finder.find(importlib.import_module(module_name)):
-            if test.examples:  # objects re-exported elsewhere are found once, here
+            if test.examples:  # the finder keeps objects defined in that module
                 found.append((module_name, test.name, test))
     return sorted(found, key=lambda item: item[1])
 
@@ -111,10 +111,11 @@ DOCTESTS = docstring_examples()
 PROGRAMS = [(module, name) for module, name, test in DOCTESTS if not is_fragment(test)]
 
 
-def test_docstring_examples_are_programs_or_plain_fragments():
+def test_docstring_examples_are_found_and_not_all_fragments():
+    # Every example that is not visibly a fragment runs below; an empty list
+    # would mean the finder, not the docstrings, changed.
     assert DOCTESTS, "nero_tf has docstring examples; none were found"
     fragments = [name for _, name, test in DOCTESTS if is_fragment(test)]
-    # Every example that is not visibly a fragment runs below.
     assert PROGRAMS, f"only fragments: {fragments}"
 
 
