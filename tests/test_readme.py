@@ -62,7 +62,7 @@ RECIPES = [
     "nero_tf.Nero()", "model.fit(", ".summary()", "nero_tf.model_layouts(",
     "unconstrained=", "keras.saving.load_model(", "tf.saved_model.save(",
     ".build(fresh.trainable_variables)", "tf.train.Checkpoint(",
-    'set_global_policy("mixed_float16")', "inner_optimizer", "MirroredStrategy(",
+    'set_global_policy("mixed_float16")', "nero_tf.summary(", "MirroredStrategy(",
 ]
 
 
