@@ -21,7 +21,8 @@ Resolution, for a variable with ``path`` ``".../<layer name>/<variable name>"``:
 2. rank <= 1, or a bias/gain/offset name -> element-wise (every scalar is its
    own neuron and is never constrained, as in the paper);
 3. the layer class, from ``model_layouts(model)`` or from the layer's default
-   Keras name in the path (``conv2d_transpose_3`` -> ``Conv2DTranspose``);
+   Keras name in the path (``conv2d_transpose_3`` -> ``Conv2DTranspose``; a
+   Keras-registered subclass of a built-in layer by its own default name);
 4. otherwise a guess from the variable name and rank, with one warning.
 
 A constrained tensor whose neurons have a fan-in of one (``Dense`` on a single
@@ -166,6 +167,23 @@ _CLASS_BY_DEFAULT_NAME = {_snake_case(cls): cls for cls in LAYER_RULES}
 def _strip_uniquifier(layer_name):
     # Keras makes default names unique with a numeric suffix: dense_3.
     return re.sub(r"_\d+$", "", layer_name)
+
+
+def _registered_layer_classes(default_name):
+    """Keras-registered layer classes whose default layer name is `default_name`.
+
+    A custom layer registered with `keras.saving.register_keras_serializable`
+    that subclasses a built-in layer (a spectral-normalised `Dense`, say) keeps
+    its base class's variables; its default name (`sn_dense_3` for `SNDense`)
+    identifies it as surely as `dense_3` identifies a `Dense`.
+    """
+    return [
+        cls
+        for cls in keras.saving.get_custom_objects().values()
+        if isinstance(cls, type)
+        and issubclass(cls, keras.layers.Layer)
+        and _snake_case(cls.__name__) == default_name
+    ]
 
 
 def einsum_fan_in_axes(equation):
@@ -404,11 +422,17 @@ def resolve(variable_path, shape, overrides=None, layer=None):
     if owner in ATTENTION_SUBLAYER_RULES and var_name == "kernel" and rank >= 3:
         rule = ATTENTION_SUBLAYER_RULES[owner]
         return done(AXIS_RULES[rule](rank), f"attention {owner}.kernel")
-    layer_class = _CLASS_BY_DEFAULT_NAME.get(_strip_uniquifier(owner))
+    default_name = _strip_uniquifier(owner)
+    layer_class = _CLASS_BY_DEFAULT_NAME.get(default_name)
     if layer_class is not None:
         axes = _class_rule(layer_class, var_name, rank)
         if axes is not None:
             return done(axes, f"{layer_class}.{var_name}")
+    for cls in _registered_layer_classes(default_name):
+        for base in cls.__mro__[1:]:
+            axes = _class_rule(base.__name__, var_name, rank)
+            if axes is not None:
+                return done(axes, f"{cls.__name__}({base.__name__}).{var_name}")
     rule = VARIABLE_NAME_RULES.get(var_name, _DEFAULT_GUESS)
     return done(AXIS_RULES[rule](rank), f"guess: {rule}")
 

@@ -324,3 +324,27 @@ def test_summary_shows_no_neuron_count_for_elementwise_tensors():
     kernel_row, bias_row = (re.split(r"\s{2,}", r) for r in lines[0].splitlines()[3:5])
     assert kernel_row[1:5] == ["(6, 5)", "(0,)", "5", "yes"]  # 5 neurons
     assert bias_row[1:5] == ["(5,)", "elementwise", "-", "no"]
+
+
+def test_registered_subclass_of_a_builtin_layer_is_found_by_its_default_name():
+    @keras.saving.register_keras_serializable(package="test_plan")
+    class ScaledDense(keras.layers.Dense):
+        def call(self, x):
+            return super().call(x) * 2.0
+
+    @keras.saving.register_keras_serializable(package="test_plan")
+    class TransposeUp(keras.layers.Conv2DTranspose):
+        pass
+
+    inputs = keras.Input((4, 4, 2))
+    x = TransposeUp(6, 3)(inputs)
+    outputs = ScaledDense(3)(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    optimizer = nero_tf.Nero()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no guess
+        optimizer.build(model.trainable_variables)
+    up, _, dense, _ = optimizer.neuron_layouts()
+    assert up.fan_in_axes == (0, 1, 3)
+    assert up.source == "TransposeUp(Conv2DTranspose).kernel"
+    assert dense.source == "ScaledDense(Dense).kernel"
