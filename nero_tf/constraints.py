@@ -268,9 +268,8 @@ def summary(optimizer, print_fn=None):
     """Print a nero_tf optimizer's plan, through any wrapper.
 
     `model.optimizer` is a `keras.optimizers.LossScaleOptimizer` under a
-    `mixed_float16` policy; this finds the Nero (or `Constrained`) inside it.
-
-    >>> nero_tf.summary(model.optimizer)
+    `mixed_float16` policy; `nero_tf.summary(model.optimizer)` finds the Nero
+    (or `Constrained`) inside it and prints its `summary()`.
     """
     inner = optimizer
     while not isinstance(inner, PlannedOptimizer):
