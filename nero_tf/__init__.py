@@ -11,6 +11,7 @@ from nero_tf.constrained import Constrained
 from nero_tf.lamb import PaperLamb
 from nero_tf.layers import CenteredWeightNormDense
 from nero_tf.madam import Madam
+from nero_tf import formulation, tf_cpu  # how Nero's update is computed
 
 __all__ = ["Nero", "NeuronLayout", "model_layouts", "__version__",
            "Constrained", "PaperLamb", "Madam", "CenteredWeightNormDense"]
