@@ -7,6 +7,11 @@ or changes what it does, the test fails with a message naming that API.
 """
 
 import contextlib
+import os
+import pathlib
+import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -186,3 +191,20 @@ def test_every_internal_function_has_a_test():
         "merge_call", "in_xla_context", "op_callbacks_active",
     }
     assert functions == tested
+
+
+@pytest.mark.slow
+def test_library_imports_no_keras_src_and_loads_without_docstrings():
+    # Private APIs live in _internals only; `python -OO` strips docstrings, so
+    # no module may build one at import time.
+    package = pathlib.Path(nero_tf.__file__).parent
+    for path in package.glob("*.py"):
+        imports = re.findall(r"^\s*(?:from|import)\s+keras\.src\b.*$", path.read_text(), re.M)
+        assert not imports, f"{path.name}: {imports}"
+    result = subprocess.run(
+        [sys.executable, "-OO", "-c", "import nero_tf; print(nero_tf.Nero.__name__)"],
+        cwd=package.parent, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "Nero"
