@@ -4,9 +4,10 @@ Issue "Performance: Nero's step no slower than Adam's". Each formulation is a
 drop-in replacement for the constrained branch of Nero's update (the
 unconstrained and element-wise branches are Nero's own), written in
 backend-agnostic `keras.ops`, and given to Nero through its public seam,
-`optimizer.formulation` (a `nero_tf.formulation.Formulation`; see `configure`). They are timed as a whole `optimizer.apply(grads,
-[variable])` under `tf.function` ("graph") and `tf.function(jit_compile=True)`
-("xla"), one variable of each real shape of VGG-11 and mlp100 at a time, next to
+`optimizer.formulation` (a `nero_tf.formulation.Formulation`; see
+`configure`). They are timed as a whole `optimizer.apply(grads, [variable])`
+under `tf.function` ("graph") and `tf.function(jit_compile=True)` ("xla"),
+one variable of each real shape of VGG-11 and mlp100 at a time, next to
 Keras' SGD and Adam on the same variable; then on the whole of VGG-11 and mlp100.
 
     python -m bench.formulations                      # everything (~15 min, 2 cores)
@@ -40,8 +41,9 @@ Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
                    under XLA on CPU sum(u), sum(u^2) are one split sum of a
                    broadcast pair (tf_cpu.split_sum_and_square_sum).
   unpaired         current with sum(u), sum(u^2) as two split sums (shipped
-                   until the pair): TensorFlowCPUFormulation(paired=False). The current_* forms below predate the
-                   pair: each is unpaired with one change.
+                   until the pair): TensorFlowCPUFormulation(paired=False).
+                   The current_* forms below predate the pair: each is
+                   unpaired with one change.
   plain            unpaired with plain keras.ops.sum sums and the where()
                    guard (shipped until the split: XLA and Eigen run a sum
                    with a fused producer 2-3x below memory speed on CPU).
@@ -464,7 +466,8 @@ def configure(optimizer, name):
     if name == "unpaired" and isinstance(optimizer.formulation, tf_cpu.TensorFlowCPUFormulation):
         optimizer.formulation = tf_cpu.TensorFlowCPUFormulation(paired=False)
     elif step is not None:
-        optimizer.formulation = _with_constrained_step(type(optimizer.formulation), step, optimizer)
+        optimizer.formulation = _with_constrained_step(
+            type(optimizer.formulation), step, optimizer)
     return optimizer
 
 

@@ -14,4 +14,5 @@ from nero_tf.madam import Madam
 from nero_tf import formulation, tf_cpu  # how Nero's update is computed
 
 __all__ = ["Nero", "NeuronLayout", "model_layouts", "__version__",
-           "Constrained", "PaperLamb", "Madam", "CenteredWeightNormDense"]
+           "Constrained", "PaperLamb", "Madam", "CenteredWeightNormDense",
+           "formulation", "tf_cpu"]

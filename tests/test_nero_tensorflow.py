@@ -271,6 +271,26 @@ def test_compiled_step_with_split_sums_matches_numpy_reference(mode):
     assert set(traced.values()) <= {1}
 
 
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_plain_formulation_matches_numpy_reference_under_tensorflow(jit_compile):
+    # The formulation every other backend and device gets, here under TF.
+    variables = large_tensor_model().trainable_variables
+    optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9)
+    optimizer.formulation = nero_tf.formulation.Formulation()
+    compiled = tf.function(
+        lambda grads: optimizer.apply(grads, variables), jit_compile=jit_compile)
+
+    class Compiled:
+        build = optimizer.build
+
+        @staticmethod
+        def apply(grads, _):
+            compiled([tf.constant(g) for g in grads])
+
+    assert_follows_reference(variables, Compiled, 6, seed=3)
+    assert optimizer.formulation.compiled == {}
+
+
 @pytest.mark.parametrize(
     "mode, summed",
     [("eager", [(300, 128)]), ("graph", [(300, 128)]), ("xla", [(300, 16)])],
