@@ -95,7 +95,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--compile-min-size", type=int, metavar="N",
         help="TF graph mode: XLA-compile Nero's updates of tensors with at least "
-        "N weights (default nero_tf.backend.COMPILE_MIN_SIZE; a huge N turns "
+        "N weights (default nero_tf.tf_cpu.COMPILE_MIN_SIZE; a huge N turns "
         "it off)",
     )
     args = parser.parse_args(argv)
@@ -171,7 +171,9 @@ def build_model(name, args):
 # Optimisers.
 
 
-def make_optimizer(name, model):
+def make_optimizer(name, model, compile_min_size=None):
+    """A fresh optimiser; Nero with `compile_min_size` set in its formulation
+    (TensorFlow on CPU only: elsewhere nothing is compiled)."""
     import keras
 
     import nero_tf
@@ -183,7 +185,11 @@ def make_optimizer(name, model):
     if name == "lamb":
         return keras.optimizers.Lamb(learning_rate=1e-3)
     if name == "nero":
-        return nero_tf.Nero(learning_rate=0.01, layouts=nero_tf.model_layouts(model))
+        optimizer = nero_tf.Nero(learning_rate=0.01, layouts=nero_tf.model_layouts(model))
+        if compile_min_size is not None and nero_tf.tf_cpu.is_tensorflow_on_cpu():
+            optimizer.formulation = nero_tf.tf_cpu.TensorFlowCPUFormulation(
+                compile_min_size=compile_min_size)
+        return optimizer
     raise ValueError(name)
 
 
@@ -339,7 +345,7 @@ def bench_model(name, args, backend, modes, log):
 
     optimizers = {}
     for opt_name in args.optimizers:
-        opt = make_optimizer(opt_name, model)
+        opt = make_optimizer(opt_name, model, args.compile_min_size)
         opt.build(variables)  # eagerly, once; Nero projects here
         optimizers[opt_name] = opt
     Step = TFStep if backend == "tensorflow" else JaxStep
@@ -362,7 +368,7 @@ def bench_model(name, args, backend, modes, log):
     for k in range(1, args.compile_repeats):
         shift = k % len(pairs)
         for opt_name, mode in pairs[shift:] + pairs[:shift]:
-            opt = make_optimizer(opt_name, model)
+            opt = make_optimizer(opt_name, model, args.compile_min_size)
             opt.build(variables)
             first_calls[opt_name, mode].append(
                 first_call_ms(Step(opt, variables, grads, mode))
@@ -544,10 +550,6 @@ def main(argv=None):
         # retracing": it counts the distinct tf.functions built here, one per
         # (optimiser, mode); real retracing is checked per function below.
         tf.get_logger().setLevel("ERROR")
-    if args.compile_min_size is not None:
-        import nero_tf
-
-        nero_tf.backend.COMPILE_MIN_SIZE = args.compile_min_size
     valid = TF_MODES if backend == "tensorflow" else JAX_MODES
     modes = args.modes.split(",") if args.modes else list(valid)
     for m in modes:

@@ -13,6 +13,7 @@ import copy
 import keras
 from keras import ops
 
+from nero_tf import _internals
 from nero_tf import constraints as constraints_lib
 from nero_tf.backend import build_scope
 
@@ -132,7 +133,7 @@ class Constrained(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
 
     @property
     def variables(self):
-        return self._variables + self.inner_optimizer.variables
+        return _internals.own_variables(self) + self.inner_optimizer.variables
 
     @property
     def learning_rate(self):
@@ -160,12 +161,12 @@ class Constrained(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
                     "must already be built on a list of variables. Call "
                     "`optimizer.build(trainable_variables)` first."
                 )
-            variables = self._trainable_variables
+            variables = _internals.built_variables(self)
         else:
             trainable_variables = list(trainable_variables)
             if not self.built:
                 self.build(trainable_variables)
-            self._check_variables_are_known(trainable_variables)
+            _internals.check_variables_are_known(self, trainable_variables)
             variables = trainable_variables
         self.inner_optimizer.apply(grads, trainable_variables)
         self._project(variables)
@@ -173,8 +174,9 @@ class Constrained(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
         if self.inner_optimizer.use_ema:
-            known = self._trainable_variables_indices
-            self._project([v for v in var_list if self._var_key(v) in known])
+            self._project(
+                [v for v in var_list if _internals.is_built_on(self, v)]
+            )
 
     def _project(self, variables):
         """Project the constrained ones among `variables` (any replica context)."""
@@ -200,12 +202,11 @@ class Constrained(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
                     variable, self._project_variable, group=False
                 )
 
+        strategy = _internals.distribution_strategy(self)
         if tf.distribute.in_cross_replica_context():
-            project_all(self._distribution_strategy, variables)
+            project_all(strategy, variables)
         else:
-            tf.__internal__.distribute.interim.maybe_merge_call(
-                project_all, self._distribution_strategy, variables
-            )
+            _internals.merge_call(project_all, strategy, variables)
 
     def _project_variable(self, variable):
         index = self._get_variable_index(variable)

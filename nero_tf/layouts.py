@@ -41,7 +41,9 @@ import warnings
 
 import keras
 from keras import ops
-from nero_tf.backend import reshape, split_sum, split_sum_and_square_sum
+
+from nero_tf import _internals
+from nero_tf.backend import reshape
 
 ELEMENTWISE = "elementwise"
 
@@ -248,9 +250,8 @@ class NeuronLayout:
 
     # The neuron view. Adjacent axes of the same kind (fan-in or neuron) are
     # merged by a reshape, which is free; the per-neuron sums then reduce over
-    # the merged fan-in axes of a tensor of rank 2 (or 3 for transposed convs).
-    # keras-facts.md measured a 2-D view reduced along one axis to be up to 3x
-    # faster under XLA than reducing the original axes.
+    # the merged fan-in axes of a tensor of rank 2 (or 3 for transposed convs),
+    # which XLA reduces faster than the original axes (docs/formulations.md).
     @property
     def view_shape(self):
         if self.elementwise:
@@ -295,16 +296,14 @@ class NeuronLayout:
         return reshape(x_view, self.shape)
 
     def neuron_sum(self, x_view):
-        """Per-neuron sum over the fan-in of a tensor in the neuron view."""
+        """Per-neuron sum over the fan-in of a tensor in the neuron view.
+
+        A plain `keras.ops.sum` (keepdims); Nero's update takes its sums from
+        its `nero_tf.formulation.Formulation` instead.
+        """
         if self.elementwise:
             return x_view
-        return split_sum(x_view, self.reduce_axes)
-
-    def neuron_sum_and_square_sum(self, x_view):
-        """Per-neuron sums of `x_view` and of its square (one pass where it pays)."""
-        if self.elementwise:
-            return x_view, x_view * x_view
-        return split_sum_and_square_sum(x_view, self.reduce_axes)
+        return ops.sum(x_view, axis=self.reduce_axes, keepdims=True)
 
     def project(self, x_view, center=True, normalize=True):
         """Centre and/or normalise each neuron of a tensor in the neuron view.
@@ -330,9 +329,6 @@ class NeuronLayout:
         return reshape(
             ops.sqrt(self.neuron_sum(ops.square(x_view))), self.state_shape
         )
-
-    def to_config(self):
-        return {"fan_in_axes": self.fan_in_axes, "source": self.source}
 
 
 def _axes_from_spec(spec, shape, path):
@@ -445,7 +441,7 @@ def _own_variables(model):
     the later one in the walk, which is the deeper).
     """
     owner = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _internals.flatten_layers(model):
         weights = layer.trainable_weights
         for variable in weights:
             best = owner.get(id(variable))

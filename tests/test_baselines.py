@@ -221,12 +221,12 @@ def test_config_round_trip(make):
 @pytest.mark.parametrize(
     "cls,kwargs,message",
     [
-        (nero_tf.Madam, {"learning_rate": 0.0}, "`learning_rate` must be positive"),
+        (nero_tf.Madam, {"learning_rate": -0.1}, "`learning_rate` must be non-negative"),
         (nero_tf.Madam, {"beta": 1.5}, r"`beta` must be in \[0, 1\). Received: beta=1.5"),
         (nero_tf.Madam, {"g_bound": 0}, "`g_bound` must be positive"),
         (nero_tf.Madam, {"p_scale": -3.0}, "`p_scale` must be positive"),
         (nero_tf.Madam, {"p_scale": "3"}, "`p_scale` must be positive"),
-        (nero_tf.PaperLamb, {"learning_rate": -1}, "`learning_rate` must be positive"),
+        (nero_tf.PaperLamb, {"learning_rate": -1}, "`learning_rate` must be non-negative"),
         (nero_tf.PaperLamb, {"beta_1": 1.0}, r"`beta_1` must be in \[0, 1\)"),
         (nero_tf.PaperLamb, {"beta_2": -0.1}, r"`beta_2` must be in \[0, 1\)"),
         (nero_tf.PaperLamb, {"epsilon": -1e-6}, "`epsilon` must be non-negative"),
@@ -246,6 +246,18 @@ def test_config_round_trip(make):
 def test_bad_arguments_are_rejected_with_keras_style_messages(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("cls", [nero_tf.Madam, nero_tf.PaperLamb])
+def test_zero_learning_rate_is_accepted_and_freezes_the_weights(cls):
+    # As every Keras optimizer: 0 freezes the weights (a warm-up starts there).
+    kernel = keras.Variable(np.array([[1.0, 0.5], [2.0, -1.0]]), name="kernel")
+    optimizer = cls(learning_rate=0.0)
+    optimizer.build([kernel])
+    before = keras.ops.convert_to_numpy(kernel)
+    for _ in range(3):
+        optimizer.apply([np.array([[0.3, -2.0], [1.0, 0.1]])], [kernel])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel), before)
 
 
 # ---- Constrained -----------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from keras import ops
 
 import nero_tf
-from nero_tf import backend, layouts
+from nero_tf import layouts, tf_cpu
 from tests.reference import NeroReference, project
 
 # Bare variables have no layer in their path: Nero guesses (rightly) and warns.
@@ -106,7 +106,7 @@ def test_matches_numpy_reference_on_every_layer_kind(constraints):
 
 
 def large_tensor_model():
-    """Tensors big enough for Nero's split per-neuron sums (backend.split_sum),
+    """Tensors big enough for Nero's split per-neuron sums (tf_cpu.split_sum),
     with fan-ins that leave rows over (300 = 8 x 37 + 4) and that do not."""
     keras.utils.set_random_seed(2)
     img_in = keras.Input((6, 6, 40))
@@ -122,7 +122,7 @@ def large_tensor_model():
 def test_matches_numpy_reference_on_tensors_with_split_sums():
     model = large_tensor_model()
     variables = model.trainable_variables
-    split = [v for v in variables if math.prod(v.shape) >= backend.SPLIT_MIN_SIZE]
+    split = [v for v in variables if math.prod(v.shape) >= tf_cpu.SPLIT_MIN_SIZE]
     assert len(split) == 4  # conv, embedding, both dense kernels
     assert_follows_reference(variables, nero_tf.Nero(learning_rate=0.05, beta=0.9), 6, seed=3)
 
@@ -221,8 +221,9 @@ def test_config_round_trip_with_schedule():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
-        ({"learning_rate": -1}, "`learning_rate` must be positive"),
+        ({"learning_rate": -0.01}, r"`learning_rate` must be non-negative. "
+                                   r"Received: learning_rate=-0.01"),
+        ({"learning_rate": -1}, "`learning_rate` must be non-negative"),
         ({"beta": 1.0}, r"`beta` must be in \[0, 1\)"),
         ({"beta": -0.1}, r"`beta` must be in \[0, 1\)"),
         ({"beta": "high"}, r"`beta` must be in \[0, 1\)"),
@@ -237,6 +238,24 @@ def test_config_round_trip_with_schedule():
 def test_bad_arguments_are_rejected_with_keras_style_messages(kwargs, message):
     with pytest.raises(ValueError, match=message):
         nero_tf.Nero(**kwargs)
+
+
+def test_zero_learning_rate_is_accepted_and_leaves_the_projected_weights():
+    # As every Keras optimizer: 0 freezes the weights (a warm-up starts there),
+    # while the running averages still take in the gradients.
+    kernel = keras.Variable(np.array([[1.0, 0.5], [2.0, -1.0], [4.0, 3.0]]), name="kernel")
+    bias = keras.Variable(np.array([0.5, -0.5]), name="bias")
+    optimizer = nero_tf.Nero(learning_rate=0.0, beta=0.9)
+    optimizer.build([kernel, bias])
+    projected = [ops.convert_to_numpy(v) for v in (kernel, bias)]
+    np.testing.assert_allclose(projected[0], project(np.array(
+        [[1.0, 0.5], [2.0, -1.0], [4.0, 3.0]]).T).T, atol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        optimizer.apply([rng.normal(size=(3, 2)), rng.normal(size=2)], [kernel, bias])
+    for variable, before in zip((kernel, bias), projected):
+        np.testing.assert_allclose(ops.convert_to_numpy(variable), before, atol=1e-6)
+    assert np.all(ops.convert_to_numpy(optimizer._velocities[0]) > 0)
 
 
 def test_golden_values_over_several_steps():
@@ -472,18 +491,19 @@ def test_low_precision_variables_keep_the_constraints(dtype):
 
 
 @pytest.mark.parametrize("compile_min_size", [None, 0], ids=["default", "all-compiled"])
-def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size, monkeypatch):
+def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size):
     # all-compiled: with TF on CPU, every tensor's update is an XLA function in
-    # the graph (backend.compiled_updates_pay_off), inside the loss scaler's cond.
-    if compile_min_size is not None:
-        monkeypatch.setattr(backend, "COMPILE_MIN_SIZE", compile_min_size)
+    # the graph (TensorFlowCPUFormulation.compiles), inside the loss scaler's cond.
     keras.utils.set_random_seed(0)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
         model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
                                   keras.layers.Dense(4)])
-        optimizer = keras.optimizers.LossScaleOptimizer(nero_tf.Nero(learning_rate=0.05))
+        nero = nero_tf.Nero(learning_rate=0.05)
+        if compile_min_size is not None and tf_cpu.is_tensorflow_on_cpu():
+            nero.formulation = tf_cpu.TensorFlowCPUFormulation(compile_min_size=compile_min_size)
+        optimizer = keras.optimizers.LossScaleOptimizer(nero)
         model.compile(optimizer=optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
@@ -495,8 +515,9 @@ def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size, monkeyp
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     kernel = model.layers[0].kernel.numpy()
     np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1, atol=1e-5)
-    compiled = optimizer.inner_optimizer._compiled.tracing_counts()
-    if compile_min_size == 0 and backend.split_sums_pay_off():
+    compiled = {key: fn.experimental_get_tracing_count()
+                for key, fn in optimizer.inner_optimizer.formulation.compiled.items()}
+    if compile_min_size == 0 and tf_cpu.is_tensorflow_on_cpu():
         assert len(compiled) == 4  # two kernels, two biases
     else:
         assert compiled == {}
