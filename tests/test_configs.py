@@ -70,7 +70,8 @@ def test_saved_config_header_says_what_it_reproduces(path):
     assert "# Paper result" in header
 
 
-# Learning rates of experiments.md, per saved config and label.
+# The tuned learning rates of the paper's Appendix A and the authors' scripts,
+# per saved config and label.
 PAPER_LRS = {
     "vgg11_fig6": {"nero": 0.01, "sgd": 0.1, "adam": 0.001, "lamb": 0.01},
     "resnet18_fig6": {"nero": 0.01, "sgd": 0.1, "adam": 0.01, "lamb": 0.1},

@@ -148,11 +148,10 @@ def _lock_owner(out):
 def _lock(out):
     import socket
 
+    from train.files import atomic_write
+
     path = os.path.join(out, LOCK)
-    tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()}\n")
-    os.replace(tmp, path)
+    atomic_write(path, f"{socket.gethostname()} {os.getpid()}\n")
     return path
 
 

@@ -23,6 +23,7 @@ Layout of a run directory:
 
 import csv
 import functools
+import io
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from train import optimizers as optimizers_lib
 from train import report
 from train import schedules
 from train import strategy as strategy_lib
+from train.files import atomic_write
 
 
 class SetupError(RuntimeError):
@@ -147,8 +149,8 @@ def build(config, label, selection, dataset):
             jit_compile=selection.jit_compile,
         )
         # Build now, eagerly: Nero (and Constrained) project the weights when
-        # built, and a BackupAndRestore checkpoint must be restored after that
-        # (keras-facts.md: building after a restore overwrites the state).
+        # built, and a backup must be restored after that (building after a
+        # restore would overwrite the restored optimizer state).
         optimizer.build(model.trainable_variables)
     return model, optimizer
 
@@ -176,12 +178,11 @@ def _trim_csv(path, keep):
     if not fields:
         os.remove(path)
         return
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
 def _int(text, default=-1):
@@ -448,12 +449,8 @@ def run(
 
     log.path = os.path.join(out_dir, "log.txt")
     config_path = os.path.join(out_dir, "config.yaml")
-    text = config_lib.dump(config)
     if not os.path.exists(config_path):
-        tmp = f"{config_path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, config_path)
+        atomic_write(config_path, config_lib.dump(config))
     _write_meta(out_dir, argv, selection, smoke, config, only)
     desc = selection.describe()
     log(
