@@ -1,8 +1,7 @@
 """The quickstart: what `python -m train` runs without --config.
 
-It is embedded here as YAML text (a Python module, so every install of the
-package carries it) and is an ordinary config: `python -m train
---print-config` prints it, and `--set` / `--smoke` apply to it.
+It is embedded here as YAML text and is an ordinary config: `python -m
+train --print-config` prints it, and `--set` / `--smoke` apply to it.
 """
 
 from train import config as config_lib

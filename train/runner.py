@@ -426,8 +426,14 @@ def _final_metrics(config, label, history, test, monitor, *, params, steps, fit_
     }
 
 
-def _write_meta(out_dir, argv, selection, smoke, config, only):
-    """meta.json of a new run; a resumed run keeps it and records the restart."""
+def _start_run_directory(out_dir, argv, selection, smoke, config, only):
+    """config.yaml (kept if there) and meta.json of a new or resumed run directory.
+
+    A resumed run keeps its meta.json and records the restart in it.
+    """
+    config_path = os.path.join(out_dir, "config.yaml")
+    if not os.path.exists(config_path):
+        atomic_write(config_path, config_lib.dump(config))
     path = os.path.join(out_dir, "meta.json")
     fresh = report.meta(
         argv=list(argv),
@@ -468,8 +474,8 @@ def run(
     (see `train.loop`). `read_dir` (default `out_dir`) is where to look for
     them: a non-chief worker of a multi-worker run writes into a temporary
     `out_dir` but resumes from the chief's run directory. Returns the list
-    of metrics dicts; raises
-    `train.loop.TrainingFailed` after the other runs if any run failed.
+    of metrics dicts; raises `train.loop.TrainingFailed` after the other
+    runs if any run failed.
     """
     import tensorflow as tf
 
@@ -487,10 +493,7 @@ def run(
     load_data(config, smoke)
 
     log.path = os.path.join(out_dir, "log.txt")
-    config_path = os.path.join(out_dir, "config.yaml")
-    if not os.path.exists(config_path):
-        atomic_write(config_path, config_lib.dump(config))
-    _write_meta(out_dir, argv, selection, smoke, config, only)
+    _start_run_directory(out_dir, argv, selection, smoke, config, only)
     desc = selection.describe()
     log(
         f"experiment {config.experiment}{' (smoke)' if smoke else ''}: {len(labels)} run(s) "
