@@ -441,3 +441,73 @@ def test_imagenet_train_crop_is_seeded(encode):
     assert a.shape == (224, 224, 3) and 0 <= a.min() and a.max() <= 255
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+# ------------------------------------------------------------------------- pinned batches
+
+# The training stream's batches are pinned: a resumed run must see exactly the batches an
+# uninterrupted one would have, also across versions of this package. The labels and
+# image fingerprints below were produced by the loader as it was before train/data.py was
+# split into a package (the single-module loader); a refactor must reproduce them.
+
+
+def _fingerprint(x):
+    """A weighted sum of all pixels: changes with any pixel's value or position."""
+    x = np.asarray(x, np.float64)
+    return float((x * np.random.default_rng(0).standard_normal(x.shape)).sum())
+
+
+_PINNED = {
+    "digits": {
+        ("stream", 0): ([6, 0, 1, 2, 2, 3, 4, 5], 3.491303756507495),
+        ("stream", 1): ([8, 4, 1, 3, 0, 7, 5, 7], -31.856124269690486),
+        ("stream", 179): ([2, 9, 3, 5, 0, 3, 5, 1], -16.318165145702366),
+        ("stream", 180): ([9, 6, 0, 1, 9, 2, 9, 5], -20.800112403210395),
+        ("train", 0): ([1, 8, 4, 2, 6, 9, 1, 7], 21.352808567043212),
+        ("test", 0): ([7, 6, 3, 7, 7, 3, 2, 8], -19.95547472797966),
+    },
+    "cifar10": {
+        ("stream", 0): ([8, 9, 3, 2], -250.27438248478825),
+        ("stream", 4): ([2, 0, 7, 8], 88.07171401613857),
+        ("stream", 5): ([4, 8, 3, 3], -278.05494039018515),
+        ("stream", 7): ([2, 3, 1, 8], -600.0530780409938),
+        ("train", 0): ([9, 3, 1, 4], -58.04365631764543),
+        ("test", 0): ([0, 6, 6], -258.4240440838157),
+    },
+    "synthetic": {
+        ("stream", 0): ([4, 8, 2, 1], -22.34089352950543),
+        ("stream", 3): ([1, 5, 1, 3], -200.99959638941203),
+        ("stream", 4): ([2, 4, 6, 4], -8.502459067051028),
+        ("stream", 6): ([1, 1, 2, 8], 188.7627733841001),
+        ("train", 0): ([1, 0, 6, 0], 242.88982438596608),
+        ("test", 0): ([2, 5, 3, 6], -9.41115626175349),
+    },
+}
+
+
+def _pinned_dataset(kind, tmp_path):
+    if kind == "digits":  # 179 steps per pass: steps 179 and 180 are in the second pass
+        return data.load("digits", batch_size=8, seed=3)
+    if kind == "cifar10":  # augmented; 5 steps per pass
+        _write_cifar(tmp_path)
+        return data.load("cifar10", path=tmp_path, batch_size=4, seed=3)
+    return data.load_synthetic("cifar10", batch_size=4, seed=3)  # 4 steps per pass
+
+
+@pytest.mark.parametrize("kind", sorted(_PINNED))
+def test_batches_are_those_of_the_pinned_loader(tmp_path, kind):
+    ds = _pinned_dataset(kind, tmp_path)
+    pinned = _PINNED[kind]
+    last = max(step for split, step in pinned if split == "stream")
+    stream = list(ds.stream(0).take(last + 1).as_numpy_iterator())
+    got = {("stream", s): stream[s] for split, s in pinned if split == "stream"}
+    got["train", 0] = next(ds.train.as_numpy_iterator())
+    got["test", 0] = next(ds.test.as_numpy_iterator())
+    for key, (labels, fingerprint) in pinned.items():
+        x, y = got[key]
+        assert y.tolist() == labels, key
+        assert _fingerprint(x) == pytest.approx(fingerprint, rel=1e-6, abs=1e-4), key
+    # Resuming mid-pass starts on exactly the pinned batch.
+    x, y = next(ds.stream(last).as_numpy_iterator())
+    assert y.tolist() == pinned["stream", last][0]
+    assert _fingerprint(x) == pytest.approx(pinned["stream", last][1], rel=1e-6, abs=1e-4)
