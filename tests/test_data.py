@@ -1,18 +1,24 @@
-"""Tests for train/data.py. Fully offline: all data is sklearn's bundled digits, fake
-files written to tmp_path, or tfds.testing.mock_data; any network connection attempt
-fails the test at once (see the autouse fixture)."""
+"""Tests for the train.data package. Fully offline: all data is sklearn's bundled digits,
+fake files written to tmp_path, or tfds.testing.mock_data; any network connection attempt
+fails the test at once (see the autouse fixture). Tests that read TFDS directories need
+the tensorflow-datasets package and are skipped, saying so, without it; what the loaders
+do without it is tested either way."""
 
 import gzip
+import os
 import pickle
 import socket
 import struct
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from train import data
-from train.data import DataNotFoundError
+from train.data import DataNotFoundError, UnsafePickleError
+from train.data.readers import read_idx
+from train.data.safe_pickle import load_cifar_batch
 
 
 @pytest.fixture(autouse=True)
@@ -43,14 +49,24 @@ def _norm(name, pixels01):
 # ------------------------------------------------------------------------- registry
 
 
-def test_names_and_normalisation_table():
-    assert data.names() == ("cifar10", "digits", "imagenet", "mnist")
+def test_every_dataset_has_statistics_for_each_of_its_channels():
+    assert data.names() == tuple(sorted(data.names())) and "digits" in data.names()
     assert set(data.NORMALISATION) == set(data.names())
-    assert data.NORMALISATION["mnist"] == {"mean": (0.1307,), "std": (0.3081,)}
-    assert data.NORMALISATION["cifar10"]["mean"] == (0.4914, 0.4822, 0.4465)
-    assert data.NORMALISATION["cifar10"]["std"] == (0.2023, 0.1994, 0.2010)
-    assert data.NORMALISATION["imagenet"]["mean"] == (0.485, 0.456, 0.406)
-    assert data.NORMALISATION["imagenet"]["std"] == (0.229, 0.224, 0.225)
+    for name in data.names():
+        channels = data.load_synthetic(name, batch_size=1).input_shape[-1]
+        stats = data.NORMALISATION[name]
+        assert len(stats["mean"]) == len(stats["std"]) == channels, name
+        assert all(0 < m < 1 for m in stats["mean"]) and all(0 < s < 1 for s in stats["std"])
+
+
+def test_digits_statistics_are_those_of_the_digits():
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().images / 16.0  # the loader's pixel scale: 0..16 -> [0, 1]
+    stats = data.NORMALISATION["digits"]
+    # Rounded to four decimals.
+    assert stats["mean"][0] == pytest.approx(pixels.mean(), abs=5e-5)
+    assert stats["std"][0] == pytest.approx(pixels.std(), abs=5e-5)
 
 
 def test_unknown_name_lists_valid_names():
@@ -64,10 +80,6 @@ def test_unknown_name_lists_valid_names():
 def test_bad_batch_size(bad):
     with pytest.raises(ValueError, match="batch_size"):
         data.load("digits", batch_size=bad)
-
-
-def test_error_is_a_file_not_found_error():
-    assert issubclass(DataNotFoundError, FileNotFoundError)
 
 
 # ------------------------------------------------------------------------- digits
@@ -167,16 +179,31 @@ def test_mnist_from_keras_npz(tmp_path):
     _check_mnist(data.load("mnist", path=tmp_path, batch_size=4), x_test, y_test, 12)
 
 
-def _idx_bytes(arr):
-    arr = np.asarray(arr, np.uint8)
-    # magic: 0, 0, dtype 0x08 (unsigned byte), number of dims; then big-endian dims.
-    return bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+# idx dtype codes (LeCun's format) and the big-endian dtypes they stand for.
+_IDX_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def test_idx_header_layout():
-    b = _idx_bytes(np.zeros((2, 28, 28)))
-    assert b[:16] == b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02" + b"\x00\x00\x00\x1c" * 2
-    assert _idx_bytes(np.zeros(7))[:8] == b"\x00\x00\x08\x01\x00\x00\x00\x07"
+def _idx_bytes(arr, code=0x08):
+    """An idx file: bytes 0, 0, the dtype code, the number of dims; big-endian dims; data."""
+    arr = np.asarray(arr, _IDX_CODES[code])
+    return bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+@pytest.mark.parametrize("code", sorted(_IDX_CODES))
+@pytest.mark.parametrize("shape", [(7,), (3, 28, 28)])
+def test_idx_files_round_trip(tmp_path, code, shape):
+    rng = np.random.default_rng(code)
+    arr = rng.integers(-100, 100, shape) * (1.5 if code >= 0x0D else 1)
+    if code == 0x08:
+        arr = np.abs(arr)
+    expected = np.asarray(arr, _IDX_CODES[code])
+    f = tmp_path / "x-idx"
+    f.write_bytes(_idx_bytes(arr, code))
+    got = read_idx(f)
+    assert got.shape == shape and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    f.write_bytes(gzip.compress(_idx_bytes(arr, code)))  # gzip is recognised by content
+    np.testing.assert_array_equal(read_idx(f), expected)
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -199,11 +226,11 @@ def test_mnist_from_idx_files(tmp_path, compressed):
 def test_bad_idx_file_is_rejected(tmp_path):
     f = tmp_path / "x"
     f.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 2, 28, 28) + b"\x00" * 10)
-    with pytest.raises(ValueError, match="bytes follow"):
-        data._read_idx(f)
+    with pytest.raises(ValueError, match=r"shape \(2, 28, 28\) \(1568 bytes\) but 10 bytes follow"):
+        read_idx(f)
     f.write_bytes(b"PK\x03\x04junk")
     with pytest.raises(ValueError, match="not an idx file"):
-        data._read_idx(f)
+        read_idx(f)
 
 
 # ------------------------------------------------------------------------- cifar10
@@ -338,10 +365,11 @@ def test_rotation_keeps_shape_and_fills_corners_with_zero():
 )
 def test_missing_local_path(tmp_path, name, hint):
     missing = tmp_path / "nowhere"
-    with pytest.raises(DataNotFoundError) as e:
+    with pytest.raises(FileNotFoundError) as e:  # callers may catch the builtin
         data.load(name, path=missing, batch_size=4)
+    assert isinstance(e.value, DataNotFoundError)
     msg = str(e.value)
-    assert name in msg and str(missing) in msg and hint in msg
+    assert name in msg and str(missing) in msg and hint in msg and "\n" not in msg
     # An existing but empty directory is missing data too.
     with pytest.raises(DataNotFoundError, match=name):
         data.load(name, path=tmp_path, batch_size=4)
@@ -360,15 +388,50 @@ def test_incomplete_idx_directory(tmp_path):
         data.load("mnist", path=tmp_path, batch_size=1)
 
 
-@pytest.mark.parametrize(
-    "name, tfds_name, hint",
-    [
-        ("mnist", "mnist", "tfds build mnist"),
-        ("cifar10", "cifar10", "tfds build cifar10"),
-        ("imagenet", "imagenet2012", "tfds build imagenet2012"),
-    ],
-)
-def test_missing_tfds_data_fails_fast_without_download(tmp_path, name, tfds_name, hint):
+def test_path_and_data_dir_together_is_ambiguous(tmp_path):
+    with pytest.raises(ValueError, match="either"):
+        data.load("cifar10", path=tmp_path, data_dir=tmp_path, batch_size=4)
+
+
+# ------------------------------------------------------------------------- TFDS
+
+# Reading a TFDS directory needs the tensorflow-datasets package. The tests of that
+# reading skip without it (the `tfds` fixture); what a loader does without it is a
+# test of its own, run either way.
+
+_TFDS_CASES = [
+    ("mnist", "mnist", "tfds build mnist"),
+    ("cifar10", "cifar10", "tfds build cifar10"),
+    ("imagenet", "imagenet2012", "tfds build imagenet2012"),
+]
+
+
+@pytest.fixture
+def tfds():
+    return pytest.importorskip(
+        "tensorflow_datasets", reason="reading TFDS directories needs tensorflow-datasets"
+    )
+
+
+@pytest.mark.parametrize("name, tfds_name, hint", _TFDS_CASES)
+def test_without_tensorflow_datasets_the_error_says_so(tmp_path, monkeypatch, name, tfds_name, hint):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    with pytest.raises(DataNotFoundError) as e:
+        data.load(name, data_dir=tmp_path, batch_size=4)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert repr(name) in msg and repr(tfds_name) in msg and str(tmp_path) in msg
+    assert "pip install tensorflow-datasets" in msg and hint in msg
+
+
+def test_without_tensorflow_datasets_local_files_still_load(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    _write_cifar(tmp_path)
+    assert data.load("cifar10", path=tmp_path, batch_size=4).train_size == 20
+
+
+@pytest.mark.parametrize("name, tfds_name, hint", _TFDS_CASES)
+def test_missing_tfds_data_fails_fast_without_download(tmp_path, tfds, name, tfds_name, hint):
     with pytest.raises(DataNotFoundError) as e:
         data.load(name, data_dir=tmp_path, batch_size=4)
     msg = str(e.value)
@@ -376,24 +439,15 @@ def test_missing_tfds_data_fails_fast_without_download(tmp_path, name, tfds_name
     assert "data_dir" in msg
 
 
-def test_missing_tfds_version_is_reported(tmp_path):
+def test_missing_tfds_version_is_reported(tmp_path, tfds):
     (tmp_path / "mnist" / "0.0.1").mkdir(parents=True)
     with pytest.raises(DataNotFoundError, match=r"found version\(s\) \['0.0.1'\]"):
         data.load("mnist", data_dir=tmp_path, batch_size=4)
 
 
-def test_path_and_data_dir_together_is_ambiguous(tmp_path):
-    with pytest.raises(ValueError, match="either"):
-        data.load("cifar10", path=tmp_path, data_dir=tmp_path, batch_size=4)
-
-
-# ------------------------------------------------------------------------- TFDS (mocked)
-
-
 @pytest.fixture
-def mocked_tfds(monkeypatch):
+def mocked_tfds(monkeypatch, tfds):
     """Prepared-looking TFDS datasets with random content, no files and no network."""
-    tfds = pytest.importorskip("tensorflow_datasets")
     monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
     with tfds.testing.mock_data(num_examples=8):
         yield
