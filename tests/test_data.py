@@ -7,6 +7,7 @@ do without it is tested either way."""
 import gzip
 import os
 import pickle
+import re
 import socket
 import struct
 import sys
@@ -19,6 +20,7 @@ from train import data
 from train.data import DataNotFoundError, UnsafePickleError
 from train.data.readers import read_idx
 from train.data.safe_pickle import load_cifar_batch
+from train.data.stream import StepIndexed
 
 
 @pytest.fixture(autouse=True)
@@ -241,7 +243,8 @@ def _write_cifar(directory, n_per_batch=4, n_test=3, seed=0):
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {}
-    for fname, n in [(f"data_batch_{i}", n_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+    files = [(f"data_batch_{i}", n_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]
+    for fname, n in files:
         images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)  # N, C, H, W
         labels = [int(v) for v in rng.integers(0, 10, n)]
         if fname == "test_batch":
@@ -293,6 +296,75 @@ def test_cifar10_augmented_pipeline_is_seeded(tmp_path):
     assert np.isclose(a, black, atol=1e-5).all(axis=-1).any()
     # Fresh augmentation every epoch.
     assert not np.array_equal(a, _all(runs[0].train)[0])
+
+
+def test_cifar10_augmentation_changes_the_training_images_only(tmp_path):
+    arrays = _write_cifar(tmp_path)
+    source = np.concatenate([arrays[f"data_batch_{i}"][0] for i in range(1, 6)])
+    source = _norm("cifar10", source / 255.0).astype(np.float32)
+
+    def n_unchanged(images):  # images equal to some training image
+        return sum(any(np.allclose(x, s, atol=1e-5) for s in source) for x in images)
+
+    plain = data.load("cifar10", path=tmp_path, batch_size=4, augment=False, seed=1)
+    augmented = data.load("cifar10", path=tmp_path, batch_size=4, augment=True, seed=1)
+    assert n_unchanged(_all(plain.train)[0]) == 20
+    x = _all(augmented.train)[0]
+    # A random shift, flip and rotation leaves an image as it was only by chance.
+    assert n_unchanged(x) <= 4
+    lo, hi = _norm("cifar10", np.zeros(3)), _norm("cifar10", np.ones(3))
+    assert (x >= lo - 1e-5).all() and (x <= hi + 1e-5).all()  # still pixels in [0, 1]
+    # The test split is never augmented.
+    np.testing.assert_array_equal(_all(plain.test)[0], _all(augmented.test)[0])
+
+
+# ------------------------------------------------------------------------- safe unpickling
+
+
+class _RunsCommand:
+    """Unpickling this runs a shell command (what a tampered file could do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Evaluates:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"open({str(self.marker)!r}, 'w')",))
+
+
+@pytest.mark.parametrize(
+    "payload, named",
+    [(_RunsCommand, r"(posix|nt|os)\.system"), (_Evaluates, r"(builtins|__builtin__)\.eval")],
+)
+def test_the_cifar_unpickler_refuses_code_and_runs_none(tmp_path, payload, named):
+    marker = tmp_path / "ran"
+    f = tmp_path / "data_batch_1"
+    f.write_bytes(pickle.dumps({b"data": payload(marker), b"labels": [0]}, protocol=2))
+    refused = rf"^{re.escape(str(f))}: refusing to unpickle {named}"
+    with pytest.raises(UnsafePickleError, match=refused):
+        load_cifar_batch(f)
+    assert not marker.exists()
+    assert issubclass(UnsafePickleError, ValueError)  # a malformed file to the harness
+
+
+def test_the_cifar_unpickler_rebuilds_a_batch_and_rejects_non_pickles(tmp_path):
+    batch = {b"data": np.arange(2 * 3072).astype(np.uint8).reshape(2, 3072), b"labels": [3, 4]}
+    f = tmp_path / "b"
+    f.write_bytes(pickle.dumps(batch, protocol=2))  # the official files' protocol
+    got = load_cifar_batch(f)
+    assert got[b"labels"] == [3, 4]
+    np.testing.assert_array_equal(got[b"data"], batch[b"data"])
+    for junk in (b"", b"not a pickle", pickle.dumps(batch, protocol=2)[:50]):
+        f.write_bytes(junk)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(f))}: not a CIFAR-10 python batch"):
+            load_cifar_batch(f)
 
 
 def _distinct_images(b=16, h=32, w=32, c=3, seed=0):
@@ -414,7 +486,9 @@ def tfds():
 
 
 @pytest.mark.parametrize("name, tfds_name, hint", _TFDS_CASES)
-def test_without_tensorflow_datasets_the_error_says_so(tmp_path, monkeypatch, name, tfds_name, hint):
+def test_without_tensorflow_datasets_the_error_says_so(
+    tmp_path, monkeypatch, name, tfds_name, hint
+):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
     with pytest.raises(DataNotFoundError) as e:
         data.load(name, data_dir=tmp_path, batch_size=4)
@@ -497,6 +571,85 @@ def test_imagenet_train_crop_is_seeded(encode):
     assert not np.array_equal(a, c)
 
 
+# ------------------------------------------------------------------------- the training stream
+
+
+def _traced_stream(start, seed=7, n=10, batch=3):
+    """A `StepIndexed` whose transforms record their seeds: each example becomes
+    ``[example, example seed[0], example seed[1], batch seed[1]]``."""
+    examples = tf.data.Dataset.from_tensor_slices((np.arange(n), np.arange(n) % 2))
+
+    def example_fn(s, x):
+        return tf.stack([tf.cast(x, tf.int64), s[0], s[1]])
+
+    def batch_fn(s, x):
+        return tf.concat([x, tf.fill([tf.shape(x)[0], 1], s[1])], axis=1)
+
+    steps = StepIndexed(
+        examples=examples, num_examples=n, batch_size=batch, seed=seed, shuffle_buffer=n,
+        example_fn=example_fn, batch_fn=batch_fn,
+    )  # fmt: skip
+    return steps.from_step(start)
+
+
+def test_the_stream_seeds_transforms_by_global_position_and_passes_by_seed():
+    batches = [x for x, _ in _traced_stream(0).take(9).as_numpy_iterator()]
+    assert all(x.shape == (3, 4) for x in batches)  # 10 examples: 3 batches per pass
+    for step, x in enumerate(batches):
+        np.testing.assert_array_equal(x[:, 1], 7 + 1)  # example seeds: [seed + 1, position]
+        np.testing.assert_array_equal(x[:, 2], 3 * step + np.arange(3))
+        np.testing.assert_array_equal(x[:, 3], step)  # batch seeds: [seed + 2, step]
+    passes = [np.concatenate([x[:, 0] for x in batches[p : p + 3]]) for p in (0, 3, 6)]
+    for order in passes:  # each pass: 9 distinct examples (the 10th is the remainder)
+        assert len(set(order)) == 9 and set(order) <= set(range(10))
+    assert not np.array_equal(passes[0], passes[1])  # reshuffled every pass
+    # Another seed, another order.
+    other = [x for x, _ in _traced_stream(0, seed=8).take(3).as_numpy_iterator()]
+    assert not np.array_equal(np.concatenate(other)[:, 0], passes[0])
+
+
+@pytest.fixture
+def global_seed_reset():
+    """Leave TensorFlow's global seed unset again after the test."""
+    yield
+    tf.random.set_seed(None)
+
+
+@pytest.mark.parametrize("start", [1, 3, 4, 8])
+def test_the_stream_from_a_step_is_the_rest_of_the_stream_from_zero(start, global_seed_reset):
+    full = [x for x, _ in _traced_stream(0).take(10).as_numpy_iterator()]
+    tf.random.set_seed(start)  # TensorFlow's global seed does not matter
+    rest = [x for x, _ in _traced_stream(start).take(10 - start).as_numpy_iterator()]
+    for a, b in zip(full[start:], rest, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_augmented_stream_resumes_on_the_same_batches(tmp_path):
+    _write_cifar(tmp_path)
+    ds = data.load("cifar10", path=tmp_path, batch_size=4, seed=2)  # 5 steps per pass
+    full = [x for x, _ in ds.stream(0).take(12).as_numpy_iterator()]
+    for start in (3, 5, 11):
+        np.testing.assert_array_equal(next(ds.stream(start).as_numpy_iterator())[0], full[start])
+    assert not np.array_equal(full[0], full[5])  # the second pass is not the first again
+
+
+def test_synthetic_data_is_learnable_and_deterministic():
+    ds = data.load_synthetic("digits", batch_size=50, seed=4, train_size=500, test_size=200)
+    assert ds.name == "synthetic" and "synthetic" not in data.names()
+    assert (ds.input_shape, ds.num_classes, ds.steps_per_epoch) == ((8, 8, 1), 10, 10)
+    x, y = _all(ds.train)
+    xt, yt = _all(ds.test)
+    assert x.dtype == np.float32 and y.dtype == np.int32 and set(np.unique(y)) == set(range(10))
+    # Nearest class mean, fitted on the training split, labels the test split.
+    means = np.stack([x[y == c].reshape(-1, 64).mean(0) for c in range(10)])
+    guess = ((xt.reshape(-1, 1, 64) - means) ** 2).sum(-1).argmin(1)
+    assert (guess == yt).mean() > 0.9
+    again = data.load_synthetic("digits", batch_size=50, seed=4, train_size=500, test_size=200)
+    np.testing.assert_array_equal(_all(again.test)[0], xt)
+    other = data.load_synthetic("digits", batch_size=50, seed=5, train_size=500, test_size=200)
+    assert not np.array_equal(_all(other.test)[0], xt)
+
+
 # ------------------------------------------------------------------------- pinned batches
 
 # The training stream's batches are pinned: a resumed run must see exactly the batches an
@@ -550,6 +703,9 @@ def _pinned_dataset(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", sorted(_PINNED))
 def test_batches_are_those_of_the_pinned_loader(tmp_path, kind):
+    # The pins were made with TensorFlow's global seed unset. The stream does not depend
+    # on it, but the order of `train`'s epoch-by-epoch reshuffle does.
+    tf.random.set_seed(None)
     ds = _pinned_dataset(kind, tmp_path)
     pinned = _PINNED[kind]
     last = max(step for split, step in pinned if split == "stream")

@@ -58,11 +58,19 @@ def cifar_augment(seed, images, *, pad: int = 4, flip: bool = True, max_degrees:
     fx = tf.where(mirror, -one, one)
     fb = tf.where(mirror, (w - 1.0) * one, zero)
     flip_m = tf.stack(
-        [tf.stack([fx, zero, fb], -1), tf.stack([zero, one, zero], -1), tf.stack([zero, zero, one], -1)],
+        [
+            tf.stack([fx, zero, fb], -1),
+            tf.stack([zero, one, zero], -1),
+            tf.stack([zero, zero, one], -1),
+        ],
         axis=1,
     )
     shift_m = tf.stack(
-        [tf.stack([one, zero, dx], -1), tf.stack([zero, one, dy], -1), tf.stack([zero, zero, one], -1)],
+        [
+            tf.stack([one, zero, dx], -1),
+            tf.stack([zero, one, dy], -1),
+            tf.stack([zero, zero, one], -1),
+        ],
         axis=1,
     )
     m = shift_m @ flip_m @ rot

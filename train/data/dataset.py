@@ -17,7 +17,8 @@ class Dataset:
       train: batched ``(image float32 [B, *input_shape], label int32 [B])``; shuffled,
         augmented (if requested), normalised; ``drop_remainder=True`` so every batch
         has the static shape ``batch_size`` (what XLA and distribution strategies like).
-        Each iteration is a new pass, reshuffled and re-augmented reproducibly.
+        Each iteration is a new pass, reshuffled and re-augmented; the order also
+        follows TensorFlow's global seed. Training reads :meth:`stream` instead.
       test: same element structure, not augmented, not shuffled, last partial batch kept.
       num_classes: number of label classes.
       input_shape: ``(H, W, C)`` of one image.

@@ -82,7 +82,11 @@ class StepIndexed:
         return self.num_examples // self.batch_size
 
     def one_pass(self) -> tf.data.Dataset:
-        """One pass, reshuffled and re-transformed (reproducibly) every time it is iterated."""
+        """One pass, reshuffled and re-transformed every time it is iterated.
+
+        The shuffle has an op seed, so its order is reproducible for a given TensorFlow
+        global seed (and changes with it), unlike :meth:`from_step`'s.
+        """
         shuffled = self.examples.shuffle(
             self.shuffle_buffer, seed=self.seed, reshuffle_each_iteration=True
         )
