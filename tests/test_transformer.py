@@ -450,6 +450,26 @@ def test_wide_beam_finds_the_most_likely_translation(decoding_model):
         assert list(found) == list(best) + [PAD] * (max_length - len(best))
 
 
+@pytest.mark.tensorflow_only
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
+def test_decoding_is_traced_once_per_model_and_length(decoding_model):
+    from models import decoding
+
+    compiled = decoding._compiled(decoding._greedy)  # the tf.function
+    kwargs = dict(bos_id=BOS, eos_id=EOS, max_length=5)
+    source = decoding_source(decoding_model)
+    decoding_model.greedy_decode(source, **kwargs)
+    traces = compiled.experimental_get_tracing_count()
+    decoding_model.greedy_decode(source[::-1].copy(), **kwargs)
+    assert compiled.experimental_get_tracing_count() == traces
+    # Another model gets a trace of its own, not the first model's weights.
+    other = tiny(models.TranslationTransformer, seed=10, vocab_size=6)
+    np.testing.assert_array_equal(
+        numpy(other.greedy_decode(source, **kwargs)), reference_greedy(other, source, 5)
+    )
+    assert compiled.experimental_get_tracing_count() == traces + 1
+
+
 def test_decoding_rejects_bad_ids():
     model = tiny(models.TranslationTransformer, vocab_size=6)
     source = np.array([[3, 4]], "int32")
