@@ -92,7 +92,11 @@ def _check(model, source, bos_id, eos_id, max_length):
             "Arguments `bos_id` and `eos_id` must differ. "
             f"Received: bos_id={bos_id}, eos_id={eos_id}"
         )
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, int)
+        or max_length < 1
+    ):
         raise ValueError(
             "Argument `max_length` must be a positive integer. "
             f"Received: max_length={max_length}"
@@ -152,7 +156,9 @@ def _greedy(model, source, bos_id, eos_id, max_length):
         return ops.logical_and(t < max_length, ops.logical_not(ops.all(done)))
 
     def step(t, tokens, done):
-        log_probs = _step_log_probs(model, tokens, memory, source, t, max_length, bos_id)
+        log_probs = _step_log_probs(
+            model, tokens, memory, source, t, max_length, bos_id
+        )
         next_ids = ops.cast(ops.argmax(log_probs, axis=-1), "int32")
         next_ids = ops.where(done, model.pad_id, next_ids)
         tokens = _write(tokens, t + 1, next_ids)
@@ -181,7 +187,9 @@ def _beam_search(model, source, bos_id, eos_id, max_length, beam_size, length_pe
         return ops.logical_and(t < max_length, ops.logical_not(ops.all(done)))
 
     def step(t, tokens, scores, done, lengths):
-        log_probs = _step_log_probs(model, tokens, memory, source, t, max_length, bos_id)
+        log_probs = _step_log_probs(
+            model, tokens, memory, source, t, max_length, bos_id
+        )
         log_probs = ops.reshape(log_probs, (batch, beam_size, vocab))
         log_probs = ops.where(done[..., None], pad_only, log_probs)
         candidates = ops.reshape(scores[..., None] + log_probs, (batch, -1))
@@ -195,7 +203,8 @@ def _beam_search(model, source, bos_id, eos_id, max_length, beam_size, length_pe
         lengths = lengths + ops.cast(ops.logical_not(was_done), "int32")
         done = ops.logical_or(was_done, ops.equal(next_ids, eos_id))
         shape = (batch, beam_size)
-        return t + 1, tokens, scores, ops.reshape(done, shape), ops.reshape(lengths, shape)
+        done, lengths = ops.reshape(done, shape), ops.reshape(lengths, shape)
+        return t + 1, tokens, scores, done, lengths
 
     # Only the first beam is alive at the start, so the first step expands it
     # into the `beam_size` best first tokens instead of copies of one.

@@ -1,8 +1,8 @@
-"""Token-level loss and metric of the text models: label-smoothed cross-entropy
-summed over tokens, and perplexity, both with padding excluded.
+"""Loss and metric of the text models: label-smoothed summed cross-entropy, perplexity.
 
-Both take integer targets `(batch, length)` and logits `(batch, length, vocab)`,
-the output of `TransformerLM` and `TranslationTransformer`.
+Both leave padding out, and both take integer targets `(batch, length)` and
+logits `(batch, length, vocab)`, the output of `TransformerLM` and
+`TranslationTransformer`.
 """
 
 import keras
@@ -44,7 +44,9 @@ class LabelSmoothedCrossEntropy(keras.losses.Loss):
     code; Keras' `label_smoothing` spreads it over all `vocab` tokens instead).
     Tokens equal to `ignore_id` count zero. With the default `reduction="sum"`
     the loss is summed over every token of the batch, as the paper trains its
-    translation model.
+    translation model. Keras divides a mean loss by the number of replicas
+    under a `tf.distribute` strategy but leaves a summed one alone, so the
+    replicas' gradients add up to the gradient of the global batch's sum.
 
     Args:
         smoothing: Probability mass moved off the true token, in [0, 1).

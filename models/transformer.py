@@ -1,11 +1,12 @@
-"""Transformers of the paper's text experiments: a Wikitext-2 language model
-(Fig. 7) and a Multi30k De->En translation model (Fig. 8).
+"""The paper's transformers: a language model (Fig. 7) and a translation model (Fig. 8).
 
-Both are built from Keras' own layers (`MultiHeadAttention`, whose projections
-are `EinsumDense` layers, `Dense`, `Embedding`, `LayerNormalization`) and keep
-Keras' default layer names, so that an optimiser that reads only variable paths
-can tell every layer's kind. The models output float32 logits over the
-vocabulary. Decoding (greedy and beam search) lives in `models.decoding`.
+The language model is trained on Wikitext-2, the translation model on Multi30k
+De->En. Both are built from Keras' own layers (`MultiHeadAttention`, whose
+projections are `EinsumDense` layers, `Dense`, `Embedding`,
+`LayerNormalization`) and keep Keras' default layer names, so that an optimiser
+that reads only variable paths can tell every layer's kind. The models output
+float32 logits over the vocabulary. Decoding (greedy and beam search) lives in
+`models.decoding`.
 """
 
 import math

@@ -50,6 +50,10 @@ def run(model, inputs):
     return numpy(model(inputs, training=False))
 
 
+def attention_layers(layers):
+    return [l for l in layers if isinstance(l, keras.layers.MultiHeadAttention)]
+
+
 def weight_count(model):
     return sum(math.prod(v.shape) for v in model.trainable_variables)
 
@@ -96,8 +100,10 @@ def test_transformer_lm_has_13_826_878_parameters_at_wikitext2_vocabulary():
     # The paper's 19 PyTorch tensors; Keras splits the fused in-projection into
     # query/key/value, each with a kernel and a bias: 19 + 2 * 4 = 27.
     assert len(model.trainable_variables) == 27
-    attention = [l for l in model.layers if isinstance(l, keras.layers.MultiHeadAttention)]
-    assert [(l.num_heads, l.key_dim, l.dropout) for l in attention] == [(2, 100, 0.2)] * 2
+    attention = attention_layers(model.layers)
+    assert [(l.num_heads, l.key_dim, l.dropout) for l in attention] == [
+        (2, 100, 0.2)
+    ] * 2
     norms = [l for l in model.layers if isinstance(l, keras.layers.LayerNormalization)]
     assert len(norms) == 4 and not any(l.weights for l in norms)
 
@@ -112,7 +118,7 @@ def test_transformer_translation_has_121_tensors_and_44_070_912_plus_512_per_wor
     # 1 embedding + 6 * 8 (encoder) + 6 * 12 (decoder): the paper's 121 tensors.
     assert len(model.trainable_variables) == 121
     layers = list(model.encoder.layers) + list(model.decoder.layers)
-    attention = [l for l in layers if isinstance(l, keras.layers.MultiHeadAttention)]
+    attention = attention_layers(layers)
     assert len(attention) == 18
     assert all((l.num_heads, l.key_dim, l.dropout) == (8, 64, 0.1) for l in attention)
     assert not any(l.use_bias for l in attention)
@@ -143,7 +149,7 @@ def test_initialisation_follows_the_pytorch_models():
     assert np.abs(numpy(embedding.embeddings)).max() <= 0.1
     assert np.abs(numpy(decoder.kernel)).max() <= 0.1
     assert np.all(numpy(decoder.bias) == 0)
-    attention = [l for l in lm.layers if isinstance(l, keras.layers.MultiHeadAttention)][0]
+    attention = attention_layers(lm.layers)[0]
     # Xavier-uniform over PyTorch's fused (3d, d) in-projection; nn.Linear's
     # default for the out-projection; zero attention biases.
     for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
@@ -155,21 +161,23 @@ def test_initialisation_follows_the_pytorch_models():
     bound = math.sqrt(6 / (40 + d))  # Xavier over the (vocab, d) matrix
     table = numpy(mt.embedding.embeddings)
     assert np.abs(table).max() <= bound and table.std() > 0.4 * bound
-    attention = [l for l in mt.decoder.layers if isinstance(l, keras.layers.MultiHeadAttention)]
-    for dense in (attention[0].query_dense, attention[0].output_dense):
+    attention = attention_layers(mt.decoder.layers)[0]
+    for dense in (attention.query_dense, attention.output_dense):
         kernel = numpy(dense.kernel)
         assert np.abs(kernel).max() <= math.sqrt(6 / (2 * d)) and kernel.std() > 0.3
 
 
 def test_sinusoidal_position_encoding_matches_the_formula():
     length, dim = 7, 6
-    encoded = numpy(models.SinusoidalPositionEncoding()(np.zeros((2, length, dim), "float32")))
+    zeros = np.zeros((2, length, dim), "float32")
+    encoded = numpy(models.SinusoidalPositionEncoding()(zeros))
     expected = np.zeros((length, dim))
     for p in range(length):
         for i in range(dim // 2):
             angle = p / 10000 ** (2 * i / dim)
-            expected[p, 2 * i], expected[p, 2 * i + 1] = math.sin(angle), math.cos(angle)
-    np.testing.assert_allclose(encoded, np.broadcast_to(expected, (2, length, dim)), atol=1e-6)
+            expected[p, 2 * i] = math.sin(angle)
+            expected[p, 2 * i + 1] = math.cos(angle)
+    np.testing.assert_allclose(encoded, np.stack([expected] * 2), atol=1e-6)
 
 
 # ---- forward passes against NumPy ------------------------------------------
@@ -214,6 +222,7 @@ def np_positions(length, dim):
 
 
 def kinds(layers, cls):
+    """The layers of exactly class `cls`, in the model's order, one by one."""
     return iter([l for l in layers if type(l) is cls])
 
 
@@ -270,7 +279,9 @@ def test_translation_model_matches_a_numpy_forward_pass():
         hidden = np_dense(next(dense), y)
         y = np_layer_norm(y + np_dense(next(dense), hidden), 1e-6)
     expected = y @ table.T
-    np.testing.assert_allclose(run(model, [source, target]), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        run(model, [source, target]), expected, rtol=1e-4, atol=1e-4
+    )
 
 
 # ---- masks and the tied embedding ------------------------------------------
@@ -347,7 +358,9 @@ def test_tied_embedding_is_one_variable_used_as_input_and_output():
     after = run(model, [source, target])
     np.testing.assert_allclose(after[..., unused], 2 * logits[..., unused], rtol=1e-5)
     others = [i for i in range(model.vocab_size) if i != unused]
-    np.testing.assert_allclose(after[..., others], logits[..., others], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        after[..., others], logits[..., others], rtol=0, atol=1e-6
+    )
     # Input embedding: a row the source uses moves every logit.
     moved = original.copy()
     moved[5] += np.random.default_rng(0).normal(0, 0.5, size=model.d_model)
@@ -394,7 +407,9 @@ def decoding_source(model):
 def test_greedy_decoding_matches_step_by_step_argmax_and_stops_at_eos(decoding_model):
     model, max_length = decoding_model, 7
     source = decoding_source(model)
-    ids = numpy(model.greedy_decode(source, bos_id=BOS, eos_id=EOS, max_length=max_length))
+    ids = numpy(
+        model.greedy_decode(source, bos_id=BOS, eos_id=EOS, max_length=max_length)
+    )
     assert ids.shape == (6, max_length) and ids.dtype == np.int32
     np.testing.assert_array_equal(ids, reference_greedy(model, source, max_length))
     stopped = 0
@@ -567,9 +582,7 @@ def test_plain_nero_finds_every_neuron_without_a_guess(cls, overrides):
     for layout, variable in zip(layouts, variables):
         assert not layout.guessed, layout
         assert layout.fan_in_axes == expected_fan_in_axes(variable.path), layout
-    by_path = {l.path: l for l in layouts}
-    table = by_path["embedding/embeddings"] if cls is models.TranslationTransformer else next(
-        l for p, l in by_path.items() if p.endswith("embeddings"))
+    (table,) = [l for l in layouts if l.path.endswith("/embeddings")]
     assert table.num_neurons == model.vocab_size and table.fan_in == model.d_model
     constrained = sum(not l.elementwise for l in layouts)
     if cls is models.TranslationTransformer:
@@ -639,9 +652,8 @@ def test_keras_file_round_trip_after_a_nero_step(cls, tmp_path):
     x, y = training_batch(model)
     before = [numpy(v).copy() for v in model.trainable_variables]
     model.train_on_batch(x, y)
-    assert any(
-        not np.array_equal(a, numpy(v)) for a, v in zip(before, model.trainable_variables)
-    )
+    after = [numpy(v) for v in model.trainable_variables]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
     path = tmp_path / "model.keras"
     model.save(path)
     with warnings.catch_warnings():
