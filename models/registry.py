@@ -10,6 +10,11 @@ import collections
 from models.mlp import MLP
 from models.resnet import RESNET_CONFIGS
 from models.resnet import ResNet
+from models.transformer import TRANSFORMER_LM_CONFIGS
+from models.transformer import TRANSLATION_CONFIGS
+from models.transformer import WIKITEXT2_VOCAB_SIZE
+from models.transformer import TransformerLM
+from models.transformer import TranslationTransformer
 from models.vgg import VGG_CONFIGS
 from models.vgg import VGG
 
@@ -105,4 +110,12 @@ for _variant in RESNET_CONFIGS:
         num_classes=1000,
         input_shape=(224, 224, 3),
     )
-del _variant
+
+# Text. Fig. 7: the Wikitext-2 language model, at Wikitext-2's vocabulary.
+# Fig. 8: the translation model; its vocabulary comes from the data, so
+# `build("transformer_translation", vocab_size=...)` names it.
+for _variant, _config in TRANSFORMER_LM_CONFIGS.items():
+    register(_variant, TransformerLM, vocab_size=WIKITEXT2_VOCAB_SIZE, **_config)
+for _variant, _config in TRANSLATION_CONFIGS.items():
+    register(_variant, TranslationTransformer, **_config)
+del _variant, _config
