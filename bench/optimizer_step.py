@@ -30,10 +30,9 @@ weights, as if they took turns training). Gradients are passed as arguments, not
 captured, so XLA cannot constant-fold anything computed from them.
 
 Models: the registry's "vgg11", "resnet18_cifar", "mlp100" (100 Dense layers,
-200 tensors: per-tensor overhead), and "transformer": the variables of the
-paper's translation transformer (notes/experiments.md), built from Keras layers
-(`Embedding`, `MultiHeadAttention(use_bias=False)`, `Dense`,
-`LayerNormalization` without gain/offset) but not meant to be run.
+200 tensors: per-tensor overhead), and "transformer": the zoo's
+`transformer_translation` (the paper's Fig. 8 model: 6 + 6 layers, d_model 512,
+one tied embedding), at `--vocab` words.
 """
 
 import argparse
@@ -115,55 +114,11 @@ def parse_args(argv=None):
 # Models.
 
 
-def build_transformer(vocab=10000, d_model=512, ffn=2048, layers=6, heads=8):
-    """The variables of the paper's translation transformer, as a Keras model.
-
-    Post-LN encoder-decoder: a vocabulary embedding shared by source, target and
-    output (tied, so the output projection adds no variable), per layer
-    `MultiHeadAttention(use_bias=False)` (Q/K/V/O kernels, no biases), a ReLU
-    FFN of two biased `Dense`, and `LayerNormalization` without gain or offset
-    (no variables). 6+6 layers: 1 + 6 * 8 + 6 * 12 = 121 tensors, 49.2M weights
-    at vocab 10k (44.1M in the layers + 5.1M embedding). Built for its
-    variable shapes and layer classes only.
-    """
-    import keras
-
-    L = keras.layers
-    embed = L.Embedding(vocab, d_model, name="shared_embedding")
-
-    def norm(name):
-        return L.LayerNormalization(epsilon=1e-6, center=False, scale=False, name=name)
-
-    def attention(name):
-        return L.MultiHeadAttention(
-            heads, d_model // heads, use_bias=False, name=name
-        )
-
-    def feed_forward(x, name):
-        h = L.Dense(ffn, activation="relu", name=f"{name}_ffn_in")(x)
-        return L.Dense(d_model, name=f"{name}_ffn_out")(h)
-
-    source = keras.Input((None,), dtype="int32", name="source")
-    target = keras.Input((None,), dtype="int32", name="target")
-    x = embed(source)
-    for i in range(layers):
-        x = norm(f"enc{i}_ln1")(x + attention(f"enc{i}_self_attn")(x, x))
-        x = norm(f"enc{i}_ln2")(x + feed_forward(x, f"enc{i}"))
-    y = embed(target)
-    for i in range(layers):
-        y = norm(f"dec{i}_ln1")(
-            y + attention(f"dec{i}_self_attn")(y, y, use_causal_mask=True)
-        )
-        y = norm(f"dec{i}_ln2")(y + attention(f"dec{i}_cross_attn")(y, x))
-        y = norm(f"dec{i}_ln3")(y + feed_forward(y, f"dec{i}"))
-    return keras.Model([source, target], y, name="transformer")
-
-
 def build_model(name, args):
-    if name == "transformer":
-        return build_transformer(vocab=args.vocab)
     import models
 
+    if name == "transformer":
+        return models.build("transformer_translation", vocab_size=args.vocab)
     return models.build(name)
 
 
