@@ -11,13 +11,16 @@ The paper's Fig. 5 network (CIFAR-10, 32x32), after the authors' code
   then BatchNorm, ReLU, SN-conv 3x3 to the image channels, tanh.
 - `Discriminator`: an optimised first block (SN-conv 3x3, ReLU, SN-conv 3x3,
   average-pool; skip: average-pool then SN-conv 1x1) to w channels, D ResBlocks
-  w->2w (down), a non-local block at 2w, 2w->4w, 4w->4w; ReLU, global sum pool,
-  then SN-Dense(1) plus the projection <SN-Embedding(class), features>, times 10.
+  w->2w (down), a non-local block at 2w, 2w->4w (down), 4w->4w; ReLU, global
+  average pool, then SN-Dense(1) plus the projection <SN-Embedding(class),
+  features>, times 10.
 - `ConditionalGAN`: both networks, trained with the hinge loss, one D step per
   G step, fakes drawn for the real batch's classes.
 
 Every kernel is spectrally normalised as a reparameterisation (`models.spectral`);
-kernels and embeddings start orthogonal, biases N(0, 0.01^2).
+kernels and embeddings start orthogonal, biases (and the last BatchNorm's offset)
+N(0, 0.01^2), as the authors' `init_func`. One difference: the authors embed a
+1000-way one-hot (an ImageNet leftover); here it is `num_classes`-way.
 """
 
 import keras
@@ -289,7 +292,11 @@ class Generator(keras.Model):
             if i == ATTENTION_AFTER:
                 x = NonLocalBlock(out * width)(x)
         # PyTorch BatchNorm2d defaults: momentum 0.1 (Keras 0.9), eps 1e-5.
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+        x = keras.layers.BatchNormalization(
+            momentum=0.9,
+            epsilon=1e-5,
+            beta_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        )(x)
         x = keras.layers.ReLU()(x)
         x = SNConv2D(image_channels, 3, padding="same", **_initializers())(x)
         images = keras.layers.Activation("tanh")(x)
@@ -330,8 +337,8 @@ class Discriminator(keras.Model):
         image_channels: Channels of the images. Defaults to 3.
         width: Base channel width w; blocks have w, 2w, 4w and 4w channels, the
             non-local block 2w. Defaults to 64 (the paper).
-        pooling: Global pooling of the last features, "sum" (BigGAN, SNGAN)
-            or "avg". Defaults to "sum".
+        pooling: Global pooling of the last features, "avg" (the authors'
+            code) or "sum" (BigGAN, SNGAN). Defaults to "avg".
         output_scale: Factor on the score. Defaults to 10.0 (the paper's
             setting).
         name: Model name. Defaults to "discriminator".
@@ -343,7 +350,7 @@ class Discriminator(keras.Model):
         resolution=32,
         image_channels=3,
         width=64,
-        pooling="sum",
+        pooling="avg",
         output_scale=10.0,
         name=None,
     ):
