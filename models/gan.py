@@ -37,8 +37,16 @@ from models.spectral import SNEmbedding
 # G blocks upsample x2 and which D blocks (after the first, which always
 # halves) downsample x2. 32 -> the paper's 4-8-16-32; 28 -> 7-7-14-28.
 RESOLUTIONS = {
-    32: {"bottom": 4, "g_upsample": (True, True, True), "d_downsample": (True, True, False)},
-    28: {"bottom": 7, "g_upsample": (False, True, True), "d_downsample": (True, False, False)},
+    32: {
+        "bottom": 4,
+        "g_upsample": (True, True, True),
+        "d_downsample": (True, True, False),
+    },
+    28: {
+        "bottom": 7,
+        "g_upsample": (False, True, True),
+        "d_downsample": (True, False, False),
+    },
 }
 
 # Channel multipliers of the width w: G blocks (in, out), D blocks (in, out)
@@ -454,7 +462,9 @@ class ConditionalGAN(keras.Model):
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed}")
+            raise ValueError(
+                f"Argument `seed` must be an integer. Received: seed={seed}"
+            )
         self.generator = generator
         self.discriminator = discriminator
         self.seed = seed
@@ -536,6 +546,11 @@ class ConditionalGAN(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            raise ValueError(
+                "ConditionalGAN trains on batches of (images, labels). "
+                f"Received: {data}"
+            )
         images, labels = data[0], data[1]
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
         images = ops.cast(images, self.compute_dtype)
@@ -546,10 +561,11 @@ class ConditionalGAN(keras.Model):
         # so this equals two calls, and updates each SN vector once).
         fake = self.generator([self._noise(batch_size, step, 0), labels], training=True)
         with tf.GradientTape() as tape:
-            scores = self.discriminator(
-                [ops.concatenate([images, fake], 0), ops.concatenate([labels, labels], 0)],
-                training=True,
-            )
+            both = [
+                ops.concatenate([images, fake], axis=0),
+                ops.concatenate([labels, labels], axis=0),
+            ]
+            scores = self.discriminator(both, training=True)
             real_scores, fake_scores = scores[:batch_size], scores[batch_size:]
             d_per_example = ops.relu(1.0 - real_scores) + ops.relu(1.0 + fake_scores)
             d_loss = tf.nn.compute_average_loss(ops.cast(d_per_example, "float32"))

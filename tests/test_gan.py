@@ -28,7 +28,9 @@ TINY_G = {**TINY, "latent_dim": 8, "embedding_dim": 6}
 
 
 def tiny_networks(resolution=32, image_channels=3):
-    generator = Generator(resolution=resolution, image_channels=image_channels, **TINY_G)
+    generator = Generator(
+        resolution=resolution, image_channels=image_channels, **TINY_G
+    )
     discriminator = Discriminator(
         resolution=resolution, image_channels=image_channels, **TINY
     )
@@ -78,7 +80,9 @@ def test_fid_is_zero_for_identical_sets():
     assert abs(fid.frechet_distance(*stats, *stats)) < 1e-8
     # And a large distance for a shifted copy: |shift|^2 exactly.
     shifted = fid.feature_statistics(x + 3.0)
-    np.testing.assert_allclose(fid.frechet_distance(*stats, *shifted), 9.0 * 16, rtol=1e-9)
+    np.testing.assert_allclose(
+        fid.frechet_distance(*stats, *shifted), 9.0 * 16, rtol=1e-9
+    )
 
 
 def test_fid_is_the_closed_form_for_diagonal_gaussians():
@@ -94,7 +98,9 @@ def test_fid_is_the_closed_form_for_diagonal_gaussians():
 
 def test_fid_matches_a_scipy_reference_on_random_features():
     x, y = random_features(300, 12, seed=2), random_features(200, 12, seed=3)
-    actual = fid.frechet_distance(*fid.feature_statistics(x), *fid.feature_statistics(y))
+    actual = fid.frechet_distance(
+        *fid.feature_statistics(x), *fid.feature_statistics(y)
+    )
     np.testing.assert_allclose(actual, reference_frechet(x, y), rtol=1e-8)
     assert actual > 1.0
 
@@ -136,17 +142,24 @@ def test_missing_inception_weights_fail_at_once_in_one_line(monkeypatch, tmp_pat
 
 def test_model_features_are_the_input_of_the_last_layer_and_stats_are_cached(tmp_path):
     classifier = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, activation="relu"),
+            keras.layers.Dense(2),
+        ]
     )
     extractor = fid.ModelFeatures(classifier)
     x = np.random.default_rng(6).normal(size=(50, 4)).astype("float32")
     kernel, bias = (to_numpy(w) for w in classifier.layers[0].weights)
     expected = np.maximum(x @ kernel + bias, 0)
-    np.testing.assert_allclose(fid.compute_features(extractor, x, 16), expected, rtol=1e-5, atol=1e-6)
+    features = fid.compute_features(extractor, x, batch_size=16)
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
 
     path = tmp_path / "real_stats.npz"
     mu, sigma = fid.cached_statistics(str(path), extractor, x, batch_size=16)
-    np.testing.assert_allclose(sigma, np.cov(expected, rowvar=False), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        sigma, np.cov(expected, rowvar=False), rtol=1e-5, atol=1e-7
+    )
 
     def must_not_load():
         raise AssertionError("the cache was not used")
@@ -221,6 +234,7 @@ def test_forward_passes_never_change_the_raw_weight(case):
     assert "u" not in [w.name for w in layer.trainable_weights]
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("case", SN_CASES)
 def test_gradients_reach_the_raw_weight_through_sigma(case):
     import tensorflow as tf
@@ -247,7 +261,9 @@ def test_gradients_reach_the_raw_weight_through_sigma(case):
     raw.assign(w0 - h * direction)
     minus = float(objective())
     raw.assign(w0)
-    np.testing.assert_allclose((plus - minus) / (2 * h), np.sum(grad * direction), rtol=2e-2)
+    np.testing.assert_allclose(
+        (plus - minus) / (2 * h), np.sum(grad * direction), rtol=2e-2
+    )
     # sigma is part of the gradient: the scale-invariant objective has no
     # radial component, <grad, W> = 0.
     np.testing.assert_allclose(np.sum(grad * w0), 0.0, atol=1e-3 * np.abs(grad).sum())
@@ -258,7 +274,8 @@ def test_sn_layers_keep_their_base_class_names_and_round_trip():
     assert isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("sn_conv2d")
     assert SNDense(2).name.startswith("sn_dense")
     assert SNEmbedding(3, 2).name.startswith("sn_embedding")
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    config = keras.saving.serialize_keras_object(layer)
+    clone = keras.saving.deserialize_keras_object(config)
     assert type(clone) is SNConv2D and clone.power_iterations == 2
     with pytest.raises(ValueError, match="power_iterations"):
         SNDense(2, power_iterations=0)
@@ -270,7 +287,8 @@ def test_sn_layers_keep_their_base_class_names_and_round_trip():
 @pytest.mark.parametrize("resolution, channels", [(32, 3), (28, 1)])
 def test_networks_map_noise_and_labels_to_images_and_scores(resolution, channels):
     generator, discriminator = tiny_networks(resolution, channels)
-    z = keras.ops.convert_to_tensor(np.random.default_rng(11).normal(size=(3, 8)), "float32")
+    z = np.random.default_rng(11).normal(size=(3, 8))
+    z = keras.ops.convert_to_tensor(z, "float32")
     labels = keras.ops.convert_to_tensor(np.array([0, 2, 4], "int32"))
     images = generator([z, labels], training=True)
     assert tuple(images.shape) == (3, resolution, resolution, channels)
@@ -288,7 +306,11 @@ def test_full_size_networks_have_the_papers_widths():
     g_convs = [l.filters for l in generator.layers if isinstance(l, SNConv2D)]
     # ResBlocks 256->256, 256->128 (1x1 skip), 128->64 (1x1 skip); output conv.
     assert g_convs == [256, 256, 128, 128, 128, 64, 64, 64, 3]
-    attention = [l for l in generator.layers + discriminator.layers if isinstance(l, NonLocalBlock)]
+    attention = [
+        l
+        for l in generator.layers + discriminator.layers
+        if isinstance(l, NonLocalBlock)
+    ]
     assert [l.channels for l in attention] == [128, 128]
     assert [l.theta.filters for l in attention] == [16, 16]
     assert [l.g.filters for l in attention] == [64, 64]
@@ -311,7 +333,8 @@ def test_conditional_batch_norm_output_depends_on_the_class():
     generator, _ = tiny_networks()
     z = np.tile(np.random.default_rng(12).normal(size=(1, 8)), (2, 1)).astype("float32")
     labels = np.array([1, 3], "int32")
-    images = to_numpy(generator([keras.ops.convert_to_tensor(z), keras.ops.convert_to_tensor(labels)]))
+    inputs = [keras.ops.convert_to_tensor(z), keras.ops.convert_to_tensor(labels)]
+    images = to_numpy(generator(inputs))
     assert np.abs(images[0] - images[1]).max() > 1e-3  # same z, other class
 
     cbn = ConditionalBatchNorm(4)
@@ -327,12 +350,16 @@ def test_conditional_batch_norm_output_depends_on_the_class():
 
 
 def test_registered_gan_networks_build_tiny_and_rebuild():
-    names = [n for n in models.names() if models.spec(n).cls in (Generator, Discriminator)]
+    names = [
+        n for n in models.names() if models.spec(n).cls in (Generator, Discriminator)
+    ]
     assert {"cgan_generator", "cgan_discriminator"} <= set(names)
     for name in names:
         model = models.build(name, width=4)
-        assert model.get_config() == type(model).from_config(model.get_config()).get_config()
-    assert models.build("cgan_generator_mnist", width=4).output_shape == (None, 28, 28, 1)
+        rebuilt = type(model).from_config(model.get_config())
+        assert rebuilt.get_config() == model.get_config()
+    mnist = models.build("cgan_generator_mnist", width=4)
+    assert mnist.output_shape == (None, 28, 28, 1)
 
 
 # --- Training ----------------------------------------------------------------
@@ -355,7 +382,10 @@ def test_gan_step_under_mirrored_strategy_moves_both_networks_with_global_scalin
         gan = ConditionalGAN(generator, discriminator, seed=3)
         # SGD on D makes the loss scaling visible; a stateful G optimizer is the
         # case that fails when built lazily (keras-team/keras#23085).
-        gan.compile(d_optimizer=keras.optimizers.SGD(lr), g_optimizer=keras.optimizers.Adam(lr))
+        gan.compile(
+            d_optimizer=keras.optimizers.SGD(lr),
+            g_optimizer=keras.optimizers.Adam(lr),
+        )
     assert gan.d_optimizer.built and gan.g_optimizer.built
     # A huge bias on D's output: every real score is above the margin and
     # every fake one far above -1, so d(D loss)/d(bias) = output_scale, exactly,
@@ -368,7 +398,8 @@ def test_gan_step_under_mirrored_strategy_moves_both_networks_with_global_scalin
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
     history = gan.fit(dataset, epochs=1, verbose=0)
     assert mirrored_strategy.num_replicas_in_sync == 2
-    assert np.isfinite(history.history["d_loss"][0]) and np.isfinite(history.history["g_loss"][0])
+    assert np.isfinite(history.history["d_loss"][0])
+    assert np.isfinite(history.history["g_loss"][0])
 
     # Adam moves every generator variable; SGD moves every discriminator
     # kernel (a tiny gradient on a small bias can vanish in float32).
@@ -376,15 +407,18 @@ def test_gan_step_under_mirrored_strategy_moves_both_networks_with_global_scalin
     assert all(moved), f"{moved.count(False)} of {len(moved)} G variables did not move"
     d_after = weights_of(discriminator)
     moved = [not np.array_equal(b, a) for b, a in zip(d_before, d_after) if b.ndim > 1]
-    assert len(moved) > 10 and all(moved), f"{moved.count(False)} D kernels did not move"
+    assert len(moved) > 10 and all(moved), f"{moved.count(False)} D kernels unmoved"
     step = 1e3 - float(to_numpy(out_dense.bias)[0])
     np.testing.assert_allclose(step, lr * discriminator.output_scale, rtol=1e-3)
-    assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 1
+    iterations = [to_numpy(o.iterations) for o in (gan.d_optimizer, gan.g_optimizer)]
+    assert iterations == [1, 1]
 
 
 @pytest.mark.slow
 @pytest.mark.tensorflow_only
-def test_keras_file_round_trip_keeps_both_optimizer_states_and_resumes_exactly(tmp_path):
+def test_keras_file_round_trip_keeps_both_optimizer_states_and_resumes_exactly(
+    tmp_path,
+):
     generator, discriminator = tiny_networks(28, 1)
     gan = ConditionalGAN(generator, discriminator, seed=5)
     gan.compile(
@@ -401,7 +435,8 @@ def test_keras_file_round_trip_keeps_both_optimizer_states_and_resumes_exactly(t
     assert type(loaded) is ConditionalGAN and loaded.seed == 5
     assert loaded.d_optimizer.get_config() == gan.d_optimizer.get_config()
     assert loaded.g_optimizer.get_config() == gan.g_optimizer.get_config()
-    assert float(loaded.g_optimizer.beta_1) == 0.0 and float(loaded.d_optimizer.beta_1) == 0.9
+    assert float(loaded.g_optimizer.beta_1) == 0.0
+    assert float(loaded.d_optimizer.beta_1) == 0.9
     for original, restored in [
         (gan.d_optimizer, loaded.d_optimizer),
         (gan.g_optimizer, loaded.g_optimizer),
@@ -411,7 +446,7 @@ def test_keras_file_round_trip_keeps_both_optimizer_states_and_resumes_exactly(t
         assert len(original.variables) == len(restored.variables)
         for a, b in zip(original.variables, restored.variables):
             np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
-    assert int(loaded.d_optimizer.iterations) == 1
+    assert to_numpy(loaded.d_optimizer.iterations) == 1
 
     # The next step of the reloaded GAN is the one the original takes.
     for model in (gan, loaded):
@@ -430,7 +465,9 @@ def nero_rows(optimizer):
     return rows
 
 
-@pytest.mark.xfail(strict=True, reason="needs nero_tf to recognise registered subclasses")
+@pytest.mark.xfail(
+    strict=True, reason="needs nero_tf to recognise registered subclasses"
+)
 def test_plain_nero_finds_every_gan_neuron_without_a_guess():
     expected_axes = {SNDense: "(0,)", SNConv2D: "(0, 1, 2)", SNEmbedding: "(1,)"}
     for network in tiny_networks():
