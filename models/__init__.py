@@ -9,12 +9,16 @@ Build any model by name with `build(name, **overrides)`; `names()` lists them:
 - "transformer_lm": the Wikitext-2 causal transformer language model (Fig. 7);
 - "transformer_translation": the Multi30k encoder-decoder transformer (Fig. 8),
   built with `vocab_size=`.
+- "cgan_generator", "cgan_discriminator" (+ "_mnist"): the class-conditional GAN's
+  networks (Fig. 5), trained together by `ConditionalGAN`.
 
 Text models output logits over the vocabulary; `LabelSmoothedCrossEntropy` and
 `Perplexity` are their loss and metric, `greedy_decode` and `beam_search` translate.
 
 Every model is a functional `keras.Model` subclass whose `get_config` returns its
-constructor arguments, registered for `.keras` saving under "nero_tf_models".
+constructor arguments, registered for `.keras` saving under "nero_tf_models". The
+spectrally normalised layers (`SNDense`, `SNConv2D`, `SNEmbedding`) are registered
+under "models".
 """
 
 from models.common import TORCH_DEFAULT
@@ -22,6 +26,11 @@ from models.common import TorchDefault
 from models.common import scaled_relu
 from models.decoding import beam_search
 from models.decoding import greedy_decode
+from models.gan import ConditionalBatchNorm
+from models.gan import ConditionalGAN
+from models.gan import Discriminator
+from models.gan import Generator
+from models.gan import NonLocalBlock
 from models.mlp import MLP
 from models.registry import ModelSpec
 from models.registry import build
@@ -38,16 +47,27 @@ from models.transformer import SharedEmbedding
 from models.transformer import SinusoidalPositionEncoding
 from models.transformer import TransformerLM
 from models.transformer import TranslationTransformer
+from models.spectral import SNConv2D
+from models.spectral import SNDense
+from models.spectral import SNEmbedding
 from models.vgg import VGG
 from models.vgg import VGG_CONFIGS
 
 __all__ = [
+    "ConditionalBatchNorm",
+    "ConditionalGAN",
+    "Discriminator",
+    "Generator",
     "LabelSmoothedCrossEntropy",
     "MLP",
     "ModelSpec",
+    "NonLocalBlock",
     "Perplexity",
     "RESNET_CONFIGS",
     "ResNet",
+    "SNConv2D",
+    "SNDense",
+    "SNEmbedding",
     "SharedEmbedding",
     "SinusoidalPositionEncoding",
     "TORCH_DEFAULT",

@@ -7,6 +7,8 @@ below are the whole registry.
 
 import collections
 
+from models.gan import Discriminator
+from models.gan import Generator
 from models.mlp import MLP
 from models.resnet import RESNET_CONFIGS
 from models.resnet import ResNet
@@ -119,3 +121,21 @@ for _variant, _config in TRANSFORMER_LM_CONFIGS.items():
 for _variant, _config in TRANSLATION_CONFIGS.items():
     register(_variant, TranslationTransformer, **_config)
 del _variant, _config
+
+# Class-conditional GAN (Fig. 5): BigGAN-like generator and projection
+# discriminator for 32x32 CIFAR-10; the "_mnist" pair is the same architecture
+# for 28x28 grayscale (override `width` to scale it down).
+register("cgan_generator", Generator, num_classes=10, resolution=32, image_channels=3)
+register(
+    "cgan_discriminator", Discriminator, num_classes=10, resolution=32, image_channels=3
+)
+register(
+    "cgan_generator_mnist", Generator, num_classes=10, resolution=28, image_channels=1
+)
+register(
+    "cgan_discriminator_mnist",
+    Discriminator,
+    num_classes=10,
+    resolution=28,
+    image_channels=1,
+)

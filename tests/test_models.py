@@ -60,8 +60,8 @@ def test_unknown_name_raises():
         models.build("vgg12")
 
 
-# The image classifiers. The text models take token ids; test_transformer.py
-# runs the same checks on them.
+# The image classifiers. The text models take token ids (test_transformer.py)
+# and the GAN networks [inputs, labels] (test_gan.py); those files run the same checks.
 CLASSIFIERS = [name for name in models.names() if models.spec(name).cls in TINY]
 
 
