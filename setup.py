@@ -22,6 +22,7 @@ TRAIN = [
     "pyyaml>=6",
     "matplotlib>=3.7",
     "tensorboard",  # keras.callbacks.TensorBoard; tensorflow-cpu does not bring it
+    "scipy>=1.11",  # train/fid.py: the matrix square root of the Frechet distance
 ]
 TEST = ["pytest>=8", "hypothesis>=6"]
 
