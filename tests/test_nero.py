@@ -4,7 +4,6 @@ Backend-agnostic: these also run under KERAS_BACKEND=jax (see test_backends.py).
 """
 
 import math
-import re
 import warnings
 
 import keras
@@ -14,43 +13,10 @@ from keras import ops
 
 import nero_tf
 from nero_tf import backend, layouts
-from tests.reference import NeroReference, project
+from tests.reference import NeroReference, project, to_rows
 
 # Bare variables have no layer in their path: Nero guesses (rightly) and warns.
 pytestmark = pytest.mark.filterwarnings("ignore:.*guessed their neuron layout")
-
-# Each Keras layout turned into neuron-first rows by hand, from the table in
-# reference.md (independently of nero_tf.layouts): (layer kind, shape, to_rows).
-NEURON_FIRST = {
-    "dense/kernel": lambda x: x.T,  # (in, out)
-    "conv2d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (kh, kw, in, out)
-    "conv1d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
-    "conv2d_transpose/kernel": lambda x: np.moveaxis(x, 2, 0).reshape(x.shape[2], -1),
-    "depthwise_conv2d/kernel": lambda x: np.moveaxis(
-        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),  # (kh, kw, in, mult)
-    "separable_conv2d/depthwise_kernel": lambda x: np.moveaxis(
-        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),
-    "separable_conv2d/pointwise_kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
-    "embedding/embeddings": lambda x: x,  # (vocab, dim): a row per token
-    "query/kernel": lambda x: x.reshape(x.shape[0], -1).T,  # (d, heads, hd)
-    "key/kernel": lambda x: x.reshape(x.shape[0], -1).T,
-    "value/kernel": lambda x: x.reshape(x.shape[0], -1).T,
-    "attention_output/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (h, hd, d)
-    "lstm_cell/kernel": lambda x: x.T,  # (in, 4 units)
-    "lstm_cell/recurrent_kernel": lambda x: x.T,
-    "gru_cell/kernel": lambda x: x.T,
-    "gru_cell/recurrent_kernel": lambda x: x.T,
-}
-
-
-def to_rows(path, x):
-    x = np.asarray(x, np.float64)
-    owner, name = path.split("/")[-2:]
-    key = f"{re.sub(r'_[0-9]+$', '', owner)}/{name}"
-    if key in NEURON_FIRST:
-        return NEURON_FIRST[key](x)
-    return x.reshape(-1)  # element-wise: biases, gains, offsets of any rank
-
 
 def every_layer_model():
     """One variable of every layer kind, default Keras names."""
