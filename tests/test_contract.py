@@ -43,6 +43,16 @@ OPTIMIZERS = {
 }
 CONSTRAINING = [name for name, (_, constrains) in OPTIMIZERS.items() if constrains]
 
+
+def slow_but_nero(*params):
+    """Parameter sets for pytest.mark.parametrize, all but Nero's marked slow.
+
+    The default run (`-m "not slow"`) then covers every optimiser once and
+    Nero in every setting; the full run covers each one in each.
+    """
+    return [p if "nero" in p else pytest.param(*p, marks=pytest.mark.slow)
+            for p in params]
+
 # name -> optimiser with every argument away from its default, given a learning rate
 CONFIGURED = {
     "nero": lambda lr: nero_tf.Nero(
@@ -151,8 +161,10 @@ def fit_then_set_weights_off_the_constraints(model):
     model.set_weights([w * 1.5 + 0.25 for w in model.get_weights()])
 
 
-@pytest.mark.parametrize("kind", list(MODELS))
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name, kind", [
+    *[(name, "sequential") for name in OPTIMIZERS],
+    *slow_but_nero(*[(name, "functional") for name in OPTIMIZERS]),
+])
 def test_keras_file_resumes_bit_for_bit_like_an_uninterrupted_run(name, kind, tmp_path):
     run = keras_file_resume(lambda: compiled(kind, name),
                             fit_then_set_weights_off_the_constraints, fit_on(2),
@@ -170,15 +182,18 @@ def test_keras_file_resumes_bit_for_bit_like_an_uninterrupted_run(name, kind, tm
         assert_neurons_balanced(run["model"].trainable_variables)
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param("sequential", marks=pytest.mark.xfail(strict=True, reason=(
-        "Keras drops a Sequential model's name from its variable paths on "
-        "load (sequential/dense_1/kernel -> dense_1/kernel); the optimiser's "
-        "path-keyed `unconstrained` list no longer matches, so the opted-out "
-        "classifier is projected at the first step after loading."))),
-    "functional",
+SEQUENTIAL_PATHS_CHANGE_ON_LOAD = pytest.mark.xfail(strict=True, reason=(
+    "Keras drops a Sequential model's name from its variable paths on load "
+    "(sequential/dense_1/kernel -> dense_1/kernel); the optimiser's path-keyed "
+    "`unconstrained` list no longer matches, so the opted-out classifier is "
+    "projected at the first step after loading."))
+
+
+@pytest.mark.parametrize("name, kind", [
+    *[pytest.param(name, "sequential", marks=SEQUENTIAL_PATHS_CHANGE_ON_LOAD)
+      for name in CONSTRAINING],
+    *slow_but_nero(*[(name, "functional") for name in CONSTRAINING]),
 ])
-@pytest.mark.parametrize("name", CONSTRAINING)
 def test_keras_file_keeps_the_unconstrained_opt_out(name, kind, tmp_path):
     def make():
         keras.utils.set_random_seed(0)
@@ -199,8 +214,10 @@ def test_keras_file_keeps_the_unconstrained_opt_out(name, kind, tmp_path):
 # ---- the projection --------------------------------------------------------
 
 
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-@pytest.mark.parametrize("name", CONSTRAINING)
+@pytest.mark.parametrize("name, jit_compile", [
+    *[(name, False) for name in CONSTRAINING],
+    *slow_but_nero(*[(name, True) for name in CONSTRAINING]),
+], ids=lambda p: {False: "graph", True: "xla"}.get(p, p))
 def test_fit_projects_before_the_first_forward_pass(name, jit_compile):
     make = {"nero": lambda: nero_tf.Nero(learning_rate=1e-4),
             "constrained_adam": lambda: nero_tf.Constrained(
@@ -226,7 +243,11 @@ def test_every_neuron_stays_centred_and_unit_norm(name):
 
 
 @pytest.mark.tensorflow_only
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", [
+    "nero", "constrained_adam",  # Nero's update, and Constrained's projection
+    *[pytest.param(name, marks=pytest.mark.slow)
+      for name in OPTIMIZERS if name not in ("nero", "constrained_adam")],
+])
 def test_mirrored_strategy_follows_the_single_device_trajectory(name, mirrored_strategy):
     import tensorflow as tf
 
