@@ -2,8 +2,8 @@
 
 Keras 3 fixes its backend when it is first imported, so the JAX run is a
 separate pytest process. TensorFlow-only tests (checkpoints, tf.distribute)
-are skipped there by the `tensorflow_only` marker; every other test must run
-and pass.
+are skipped there by the `tensorflow_only` marker; every other test of the
+default run (`-m "not slow"`) must run and pass.
 """
 
 import os
@@ -33,16 +33,17 @@ def _output(result):
 
 @pytest.mark.slow
 def test_optimizer_tests_pass_on_jax(tmp_path):
-    # The tests that must run under JAX: those of the same files that are not
-    # TensorFlow-only, as this (TensorFlow) process collects them.
-    collected = _run(["--collect-only", "-q", "-m", "not tensorflow_only",
+    # The tests that must run under JAX: those of the same files that are
+    # neither TensorFlow-only nor slow, as TensorFlow's pytest collects them.
+    collected = _run(["--collect-only", "-q", "-m", "not tensorflow_only and not slow",
                       *BACKEND_AGNOSTIC], "tensorflow", timeout=300)
     assert collected.returncode == 0, _output(collected)
     expected = {line for line in collected.stdout.splitlines() if "::" in line}
     assert len(expected) > 100, _output(collected)
 
     report = tmp_path / "jax.xml"
-    result = _run(["-q", f"--junitxml={report}", *BACKEND_AGNOSTIC], "jax", timeout=1500)
+    result = _run(["-q", "-m", "not slow", f"--junitxml={report}", *BACKEND_AGNOSTIC],
+                  "jax", timeout=1500)
     assert result.returncode == 0, _output(result)
     outcomes = {}  # test id -> outcome, as pytest's JUnit report gives it
     for case in ET.parse(report).getroot().iter("testcase"):
