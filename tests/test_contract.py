@@ -212,6 +212,49 @@ def test_keras_file_keeps_the_unconstrained_opt_out(name, kind, tmp_path):
     assert_same_state(run["resumed"], run["straight"], "resumed vs uninterrupted")
 
 
+LAYOUTS_KEYED_BY_SEQUENTIAL_PATHS = pytest.mark.xfail(strict=True, reason=(
+    "Keras drops a Sequential model's name from its variable paths on load; "
+    "`layouts=model_layouts(model)` keyed by the old paths no longer matches "
+    "the renamed Conv2DTranspose, whose neurons are then guessed on the last "
+    "axis: Nero's load_model fails (slot nero/up_kernel_v of shape (2,), saved "
+    "(6,)); Constrained loads, then projects the wrong axis from the next step."))
+
+
+def renamed_upsampler(kind):
+    """A Conv2DTranspose named so that its layout cannot be told from its path."""
+    layers = [keras.layers.Conv2DTranspose(6, 2, name="up"),  # (2, 2, 6 out, 2 in)
+              keras.layers.Flatten(), keras.layers.Dense(3)]
+    if kind == "sequential":
+        return keras.Sequential([keras.Input((3, 3, 2)), *layers])
+    x = inputs = keras.Input((3, 3, 2))
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name="net")
+
+
+@pytest.mark.parametrize("name, kind", [
+    *[pytest.param(name, "sequential", marks=LAYOUTS_KEYED_BY_SEQUENTIAL_PATHS)
+      for name in CONSTRAINING],
+    *slow_but_nero(*[(name, "functional") for name in CONSTRAINING]),
+])
+def test_keras_file_keeps_the_layouts_of_renamed_layers(name, kind, tmp_path):
+    def make():
+        keras.utils.set_random_seed(0)
+        model = renamed_upsampler(kind)
+        model.compile(optimizer=OPTIMIZERS[name][0](layouts=nero_tf.model_layouts(model)),
+                      loss="mse")
+        return model
+
+    run = keras_file_resume(make, fit_on(1), fit_on(2), tmp_path / "run.keras")
+    assert_same_state(run["loaded"], run["saved"], "loaded vs saved")
+    assert_same_state(run["resumed"], run["straight"], "resumed vs uninterrupted")
+    # Its six neurons sit on axis -2, each with a fan-in of 2 x 2 x 2.
+    kernel = keras.ops.convert_to_numpy(run["model"].get_layer("up").kernel)
+    rows = np.moveaxis(kernel, 2, 0).reshape(6, -1)
+    np.testing.assert_allclose(rows.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
+
+
 # ---- the projection --------------------------------------------------------
 
 
