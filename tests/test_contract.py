@@ -4,9 +4,10 @@ One table of optimisers (`OPTIMIZERS`: Nero, Madam, PaperLamb and Constrained
 around a Keras and a nero_tf optimiser), and for each: its config round-trips;
 a `.keras` file resumes training bit for bit, on a Sequential and a functional
 model, and loading it never changes the saved weights; the ones that constrain
-have every neuron centred and unit-norm before the first forward pass of `fit`
-and after every step; MirroredStrategy on two replicas follows the
-single-device run. Backend-agnostic except where marked `tensorflow_only`.
+keep `unconstrained=` and `layouts=` across a `.keras` file, and have every
+neuron centred and unit-norm before the first forward pass of `fit` and after
+every step; MirroredStrategy on two replicas follows the single-device run.
+Backend-agnostic except where marked `tensorflow_only`.
 """
 
 import keras
