@@ -5,12 +5,14 @@ the one physical CPU is split into two logical devices before TensorFlow starts,
 so MirroredStrategy tests can run two replicas on any machine.
 """
 
+import copy
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 if keras.backend.backend() == "tensorflow":
@@ -42,6 +44,131 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tensorflow_only" in item.keywords:
             item.add_marker(skip)
+
+
+# ---- optimiser helpers -------------------------------------------------------
+# Shared by the optimiser tests (test_contract, test_nero, test_baselines, ...).
+
+
+def assert_config_round_trip(optimizer):
+    """`get_config`/`from_config` and `keras.optimizers.serialize`/`deserialize`
+    give an optimizer of the same class and config; returns the two revived ones."""
+    config = optimizer.get_config()
+    # A copy: Keras' from_config swaps a schedule's config for the object in place.
+    clone = type(optimizer).from_config(copy.deepcopy(config))
+    revived = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    for other in (clone, revived):
+        assert type(other) is type(optimizer)
+        assert other.get_config() == config
+    return clone, revived
+
+
+def assert_neurons_balanced(variables, strategy=None, atol=1e-5):
+    """Every neuron of every kernel in `variables` is centred and of unit norm.
+
+    Neurons are laid out by hand (`tests.reference.to_rows`); element-wise
+    tensors (biases) are skipped. With a tf.distribute `strategy`, every
+    replica's copy is checked.
+    """
+    from tests.reference import to_rows
+
+    checked = 0
+    for v in variables:
+        for value in replica_values(v, strategy):
+            rows = to_rows(v.path, value)
+            if rows.ndim < 2:
+                continue
+            np.testing.assert_allclose(rows.mean(axis=1), 0, atol=atol, err_msg=v.path)
+            np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=atol,
+                                       err_msg=v.path)
+            checked += 1
+    assert checked, "no kernel among the variables"
+
+
+def replica_values(variable, strategy=None):
+    """NumPy copies of a variable's value: one per replica of `strategy`, if given."""
+    if strategy is None:
+        return [keras.ops.convert_to_numpy(variable)]
+    return [np.array(x) for x in strategy.experimental_local_results(variable.value)]
+
+
+def first_fit_loss_probe(make_optimizer, jit_compile=False, run_eagerly=False,
+                         build_first=False):
+    """Does `fit` take its first step at projected weights?
+
+    Returns the first batch's loss under `fit` with `make_optimizer()`, and the
+    losses of the same model at its projected and at its raw initial weights.
+    The learning rate should be tiny: the first batch is the whole epoch.
+    """
+    from tests.reference import project
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = rng.normal(size=(32, 3)).astype("float32")
+
+    def make():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(5),
+                                 keras.layers.Dense(3)])
+
+    reference = make()
+    raw = reference.get_weights()
+    loss_raw = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
+    reference.set_weights([project(w.T).T if w.ndim == 2 else w for w in raw])
+    loss_projected = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
+
+    model = make()
+    optimizer = make_optimizer()
+    model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile,
+                  run_eagerly=run_eagerly)
+    if build_first:
+        optimizer.build(model.trainable_variables)
+    history = model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    return history.history["loss"][0], loss_projected, loss_raw
+
+
+def training_state(model):
+    """Paths and NumPy values of a model's weights and its optimiser's variables."""
+    weights = [(w.path, keras.ops.convert_to_numpy(w)) for w in model.weights]
+    slots = [(v.path, keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables]
+    return weights, slots
+
+
+def assert_same_state(got, want, what=""):
+    """Two `training_state`s are equal bit for bit, variable by variable.
+
+    Values are compared in order (paths can differ: Keras drops a Sequential
+    model's name from its variable paths when it loads a `.keras` file).
+    """
+    for kind, g, w in zip(("weight", "optimizer variable"), got, want):
+        assert len(g) == len(w), f"{what}: {len(g)} != {len(w)} {kind}s"
+        for (path, a), (_, b) in zip(g, w):
+            np.testing.assert_array_equal(a, b, err_msg=f"{what}: {kind} {path}")
+
+
+def keras_file_resume(make_model, first, then, path):
+    """Train, save to a `.keras` file, load, train on, beside an uninterrupted run.
+
+    `make_model()` returns a compiled model (the same one each call: seed it);
+    `first(model)` and `then(model)` train it (a fixed data order). Returns a
+    dict of `training_state`s: "saved" (just before `model.save`), "loaded"
+    (just after `keras.saving.load_model`), "resumed" (loaded, then `then`) and
+    "straight" (`first` then `then` without interruption), and the loaded
+    model as "model".
+    """
+    straight = make_model()
+    first(straight)
+    then(straight)
+
+    model = make_model()
+    first(model)
+    saved = training_state(model)
+    model.save(path)
+    resumed = keras.saving.load_model(path)
+    loaded = training_state(resumed)
+    then(resumed)
+    return {"saved": saved, "loaded": loaded, "resumed": training_state(resumed),
+            "straight": training_state(straight), "model": resumed}
 
 
 @pytest.fixture(scope="session")

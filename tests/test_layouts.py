@@ -11,7 +11,20 @@ import nero_tf
 from nero_tf import layouts
 
 # (case name, path, shape, expected fan-in axes or None for element-wise).
-# Each row is one line of the table in reference.md.
+# A neuron is one output unit and the weights that feed it (its fan-in). Where
+# Keras keeps them, per layer:
+#   Dense kernel (in, out): fan-in axis 0.
+#   Conv1D/2D/3D kernel (k..., in, out): all but the last axis.
+#   Conv1D/2D/3DTranspose kernel (k..., out, in): all but the second-to-last.
+#   DepthwiseConv1D/2D kernel (k..., in, multiplier): the kernel axes only.
+#   SeparableConv depthwise_kernel: as depthwise; pointwise_kernel
+#     (1.., in * multiplier, out): all but the last.
+#   Embedding (vocab, dim): axis 1 (a neuron per token).
+#   MultiHeadAttention query/key/value kernels (d_model, heads, head_dim): 0;
+#     attention_output (heads, head_dim, d_model): 0, 1.
+#   LSTM/GRU/SimpleRNN cells' kernel and recurrent_kernel (in, k * units): 0.
+#   Biases of any rank, normalisation gains and offsets, scalars, and any
+#     fan-in of one: element-wise.
 SHAPE_CASES = [
     ("dense_kernel", "dense/kernel", (784, 100), (0,)),
     ("dense_bias", "dense/bias", (100,), None),

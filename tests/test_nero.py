@@ -1,10 +1,13 @@
 """Nero against the NumPy reference, Keras' optimiser-test template, invariants.
 
+What every exported optimiser promises (config round trip, `.keras` resume,
+the projection before the first step, MirroredStrategy) is in
+test_contract.py.
+
 Backend-agnostic: these also run under KERAS_BACKEND=jax (see test_backends.py).
 """
 
 import math
-import re
 import warnings
 
 import keras
@@ -13,44 +16,12 @@ import pytest
 from keras import ops
 
 import nero_tf
-from nero_tf import layouts, tf_cpu
-from tests.reference import NeroReference, project
+from nero_tf import backend, layouts, tf_cpu
+from tests.conftest import assert_neurons_balanced, first_fit_loss_probe
+from tests.reference import NeroReference, project, to_rows
 
 # Bare variables have no layer in their path: Nero guesses (rightly) and warns.
 pytestmark = pytest.mark.filterwarnings("ignore:.*guessed their neuron layout")
-
-# Each Keras layout turned into neuron-first rows by hand, from the table in
-# reference.md (independently of nero_tf.layouts): (layer kind, shape, to_rows).
-NEURON_FIRST = {
-    "dense/kernel": lambda x: x.T,  # (in, out)
-    "conv2d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (kh, kw, in, out)
-    "conv1d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
-    "conv2d_transpose/kernel": lambda x: np.moveaxis(x, 2, 0).reshape(x.shape[2], -1),
-    "depthwise_conv2d/kernel": lambda x: np.moveaxis(
-        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),  # (kh, kw, in, mult)
-    "separable_conv2d/depthwise_kernel": lambda x: np.moveaxis(
-        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),
-    "separable_conv2d/pointwise_kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
-    "embedding/embeddings": lambda x: x,  # (vocab, dim): a row per token
-    "query/kernel": lambda x: x.reshape(x.shape[0], -1).T,  # (d, heads, hd)
-    "key/kernel": lambda x: x.reshape(x.shape[0], -1).T,
-    "value/kernel": lambda x: x.reshape(x.shape[0], -1).T,
-    "attention_output/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (h, hd, d)
-    "lstm_cell/kernel": lambda x: x.T,  # (in, 4 units)
-    "lstm_cell/recurrent_kernel": lambda x: x.T,
-    "gru_cell/kernel": lambda x: x.T,
-    "gru_cell/recurrent_kernel": lambda x: x.T,
-}
-
-
-def to_rows(path, x):
-    x = np.asarray(x, np.float64)
-    owner, name = path.split("/")[-2:]
-    key = f"{re.sub(r'_[0-9]+$', '', owner)}/{name}"
-    if key in NEURON_FIRST:
-        return NEURON_FIRST[key](x)
-    return x.reshape(-1)  # element-wise: biases, gains, offsets of any rank
-
 
 def every_layer_model():
     """One variable of every layer kind, default Keras names."""
@@ -172,16 +143,9 @@ def test_constraints_hold_after_build_and_every_step():
     optimizer.build(variables)
     rng = np.random.default_rng(5)
     for _ in range(5):
-        for layout, constrained, v in zip(
-            optimizer.neuron_layouts(), optimizer._constrained, variables
-        ):
-            rows = to_rows(v.path, v.numpy())
-            if constrained:
-                np.testing.assert_allclose(rows.mean(axis=1), 0, atol=1e-6)
-                np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
-            else:
-                assert layout.elementwise
+        assert_neurons_balanced(variables)  # every kernel kind, laid out by hand
         optimizer.apply(random_grads(variables, rng), variables)
+    assert_neurons_balanced(variables)
 
 
 def test_state_is_one_float_per_neuron():
@@ -196,26 +160,6 @@ def test_state_is_one_float_per_neuron():
 
 
 # ---- Keras' optimiser-test template ----------------------------------------
-
-
-def test_config_round_trip():
-    optimizer = nero_tf.Nero(
-        learning_rate=0.02, beta=0.99, constraints="center",
-        layouts={"block/w": [0, 1], "emb/*": "last"}, unconstrained=["logits/*"],
-        clipnorm=1.0, use_ema=True, gradient_accumulation_steps=2)
-    config = optimizer.get_config()
-    clone = nero_tf.Nero.from_config(config)
-    assert clone.get_config() == config
-    assert config["beta"] == 0.99 and config["constraints"] == "center"
-    revived = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    assert isinstance(revived, nero_tf.Nero) and revived.get_config() == config
-
-
-def test_config_round_trip_with_schedule():
-    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)
-    optimizer = nero_tf.Nero(learning_rate=schedule)
-    clone = nero_tf.Nero.from_config(optimizer.get_config())
-    assert isinstance(clone.learning_rate, type(optimizer.learning_rate))
 
 
 @pytest.mark.parametrize(
@@ -523,47 +467,13 @@ def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size):
         assert compiled == {}
 
 
-# ---- model.fit and the initial projection ----------------------------------
-
-
-def _projection_probe(jit_compile, run_eagerly=False, build_first=False):
-    """First-batch loss under fit, and the losses at projected/unprojected weights."""
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 6)).astype("float32")
-    y = rng.normal(size=(32, 3)).astype("float32")
-
-    def make():
-        keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5),
-                              keras.layers.Dense(3)])
-        return m
-
-    reference = make()
-    raw = [w.copy() for w in reference.get_weights()]
-    loss_raw = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
-    reference.set_weights([project(w.T).T if w.ndim == 2 else w for w in raw])
-    loss_projected = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
-
-    model = make()
-    optimizer = nero_tf.Nero(learning_rate=1e-4)
-    model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile,
-                  run_eagerly=run_eagerly)
-    if build_first:
-        optimizer.build(model.trainable_variables)
-    history = model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    return history.history["loss"][0], loss_projected, loss_raw
-
-
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_fit_projects_before_the_first_forward_pass(jit_compile):
-    first, projected, raw = _projection_probe(jit_compile)
-    assert abs(projected - raw) > 0.05  # the probe can tell them apart
-    np.testing.assert_allclose(first, projected, rtol=1e-5)
+# ---- model.fit ---------------------------------------------------------------
+# (That fit projects before the first forward pass: tests/test_contract.py.)
 
 
 def test_run_eagerly_projects_before_the_first_pass_once_built_explicitly():
-    first, projected, _ = _projection_probe(False, run_eagerly=True, build_first=True)
+    first, projected, _ = first_fit_loss_probe(
+        lambda: nero_tf.Nero(learning_rate=1e-4), run_eagerly=True, build_first=True)
     np.testing.assert_allclose(first, projected, rtol=1e-5)
 
 
@@ -581,42 +491,7 @@ def test_fit_learns_a_separable_problem():
     assert history.history["accuracy"][-1] > 0.9
 
 
-# ---- saving and restoring --------------------------------------------------
-
-
-def _train(model, optimizer, steps, seed):
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        x = rng.normal(size=(16, 6)).astype("float32")
-        y = rng.normal(size=(16, 3)).astype("float32")
-        model.train_on_batch(x, y)
-
-
-def _fresh(seed=0):
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
-                              keras.layers.Dense(3)])
-    model.compile(optimizer=nero_tf.Nero(learning_rate=0.05), loss="mse")
-    return model
-
-
-def test_keras_file_resumes_exactly_like_an_uninterrupted_run(tmp_path):
-    straight = _fresh()
-    _train(straight, straight.optimizer, 4, seed=1)
-    _train(straight, straight.optimizer, 4, seed=2)
-
-    first = _fresh()
-    _train(first, first.optimizer, 4, seed=1)
-    first.save(tmp_path / "run.keras")
-    resumed = keras.saving.load_model(tmp_path / "run.keras")
-    assert isinstance(resumed.optimizer, nero_tf.Nero)
-    for a, b in zip(resumed.optimizer.variables, first.optimizer.variables):
-        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
-    for a, b in zip(resumed.get_weights(), first.get_weights()):
-        np.testing.assert_array_equal(a, b)  # loading never re-projects
-    _train(resumed, resumed.optimizer, 4, seed=2)
-    for a, b in zip(resumed.get_weights(), straight.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+# ---- loss scaling --------------------------------------------------------------
 
 
 def test_loss_scale_factor_leaves_the_trajectory_unchanged():
