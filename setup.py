@@ -22,6 +22,7 @@ TRAIN = [
     "pyyaml>=6",
     "matplotlib>=3.7",
     "tensorboard",  # keras.callbacks.TensorBoard; tensorflow-cpu does not bring it
+    "scipy>=1.11",  # train/fid.py: the matrix square root of the Frechet distance
 ]
 TEST = ["pytest>=8", "hypothesis>=6"]
 
@@ -32,8 +33,11 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["nero_tf*", "models*", "train*"]),
-    install_requires=["keras>=3.12", "numpy>=1.26"],
+    # Only the library is installed. models/, train/ and bench/ are folders of
+    # the repository, run from its root (`python -m train`), so that no generic
+    # top-level `models` or `train` lands in site-packages.
+    packages=find_packages(include=["nero_tf", "nero_tf.*"]),
+    install_requires=["keras>=3.15,<3.16", "numpy>=1.26"],
     extras_require={
         "tf-cpu": [TF_VERSION.format(extra="-cpu")],
         "tf-gpu": [TF_VERSION.format(extra="[and-cuda]")],
@@ -44,6 +48,5 @@ setup(
         # backend-agnostic optimiser tests, and everything the harness needs.
         "test": TEST + TRAIN + [TF_VERSION.format(extra="-cpu"), "jax>=0.4.30"],
     },
-    entry_points={"console_scripts": ["nero-train=train.__main__:main"]},
     license="MIT",
 )

@@ -1,11 +1,13 @@
 """Formulations of Nero's per-tensor update, compared for speed and accuracy.
 
 Issue "Performance: Nero's step no slower than Adam's". Each formulation is a
-drop-in replacement for the constrained branch of `Nero.update_step` (the
+drop-in replacement for the constrained branch of Nero's update (the
 unconstrained and element-wise branches are Nero's own), written in
-backend-agnostic `keras.ops`. They are timed as a whole `optimizer.apply(grads,
-[variable])` under `tf.function` ("graph") and `tf.function(jit_compile=True)`
-("xla"), one variable of each real shape of VGG-11 and mlp100 at a time, next to
+backend-agnostic `keras.ops`, and given to Nero through its public seam,
+`optimizer.formulation` (a `nero_tf.formulation.Formulation`; see
+`configure`). They are timed as a whole `optimizer.apply(grads, [variable])`
+under `tf.function` ("graph") and `tf.function(jit_compile=True)` ("xla"),
+one variable of each real shape of VGG-11 and mlp100 at a time, next to
 Keras' SGD and Adam on the same variable; then on the whole of VGG-11 and mlp100.
 
     python -m bench.formulations                      # everything (~15 min, 2 cores)
@@ -21,7 +23,7 @@ Sections:
   reductions  one per-neuron sum of a (fan_in, neurons) tensor, written
               several ways (reduce_sum, matmul with ones, einsum, two-stage),
               and several sums at once (stacked, XLA variadic reduce, the
-              paired sum(x), sum(x^2) of backend.split_sum_and_square_sum).
+              paired sum(x), sum(x^2) of tf_cpu.split_sum_and_square_sum).
   shapes      per shape: SGD, Adam and every formulation, graph and XLA.
   models      whole VGG-11 and mlp100 with SGD, Adam and some formulations.
 
@@ -33,14 +35,15 @@ reported. The machine is shared: read ratios, not absolute times.
 
 Formulations (c = per-neuron step size, n = fan-in, u = w - c g):
   current          Nero as shipped: sum(g^2); then sum(u), sum(u^2); then
-                   (u - mean) / norm; each sum through nero_tf.backend.
+                   (u - mean) / norm; each sum through nero_tf.tf_cpu.
                    split_sum (TF on CPU: the producer fused into an add of 8
                    blocks, then a plain reduction of the 8x smaller tensor);
                    under XLA on CPU sum(u), sum(u^2) are one split sum of a
-                   broadcast pair (backend.split_sum_and_square_sum).
+                   broadcast pair (tf_cpu.split_sum_and_square_sum).
   unpaired         current with sum(u), sum(u^2) as two split sums (shipped
-                   until the pair). The current_* forms below predate the
-                   pair: each is unpaired with one change.
+                   until the pair): TensorFlowCPUFormulation(paired=False).
+                   The current_* forms below predate the pair: each is
+                   unpaired with one change.
   plain            unpaired with plain keras.ops.sum sums and the where()
                    guard (shipped until the split: XLA and Eigen run a sum
                    with a fused producer 2-3x below memory speed on CPU).
@@ -81,6 +84,7 @@ others plain sums.
 """
 
 import argparse
+import functools
 import gc
 import math
 import os
@@ -124,11 +128,17 @@ def sum_reduce(layout, x):
     return ops.sum(x, axis=layout.reduce_axes, keepdims=True)
 
 
-def sum_split(layout, x):
-    """As Nero ships: nero_tf.backend.split_sum (split where it pays)."""
-    from nero_tf.backend import split_sum
+@functools.cache
+def shipped():
+    """The formulation Nero picks on this machine (nero_tf.formulation.default)."""
+    import nero_tf
 
-    return split_sum(x, layout.reduce_axes)
+    return nero_tf.formulation.default()
+
+
+def sum_split(layout, x):
+    """As Nero ships: its formulation's per-neuron sum (split with TF on CPU)."""
+    return shipped().neuron_sum(layout, x)
 
 
 def sum_matmul(layout, x):
@@ -171,7 +181,7 @@ def sum_stacked(layout, xs, split=False):
 
     The stack axis goes next to the first neuron axis (so a (n, N) view becomes
     (n, len(xs), N), reduced over axis 0); returns a list of sums. split: the
-    stack's sum through nero_tf.backend.split_sum, else a plain sum.
+    stack's sum through nero_tf.tf_cpu.split_sum, else a plain sum.
     """
     from keras import ops
 
@@ -180,12 +190,26 @@ def sum_stacked(layout, xs, split=False):
     stacked = ops.stack(xs, axis=at)
     red = tuple(a + 1 if a >= at else a for a in axes)
     if split:
-        from nero_tf.backend import split_sum
+        from nero_tf.tf_cpu import split_sum
 
         sums = split_sum(stacked, red)
     else:
         sums = ops.sum(stacked, axis=red, keepdims=True)
     return [ops.take(sums, i, axis=at) for i in range(len(xs))]
+
+
+def step_size(*args):
+    """Nero's per-neuron step size and new running average (nero_tf.nero)."""
+    from nero_tf.nero import step_size
+
+    return step_size(*args)
+
+
+def mean_and_inv_norm(*args):
+    """Nero's per-neuron mean and 1 / norm from sum(u), sum(u^2) (nero_tf.nero)."""
+    from nero_tf.nero import mean_and_inv_norm
+
+    return mean_and_inv_norm(*args)
 
 
 # --------------------------------------------------------------------------- #
@@ -209,7 +233,7 @@ def make_current(neuron_sum, guard="zero_safe"):
 
         n = float(layout.fan_in)
         grad_sq = neuron_sum(layout, g * g)
-        c, v_new = opt._step_size(v, grad_sq, bias_correction, lr)
+        c, v_new = step_size(v, grad_sq, opt.beta, bias_correction, lr)
         if guard == "zero_safe":
             u = w - zero_safe_multiply(g, c)
         else:
@@ -223,7 +247,7 @@ def make_current(neuron_sum, guard="zero_safe"):
             u = w - c * g
         u_sum = neuron_sum(layout, u) if opt.center else None
         u_sq = neuron_sum(layout, u * u) if opt.normalize else None
-        mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
+        mean, inv_norm = mean_and_inv_norm(n, u_sum, u_sq, opt.center, opt.normalize)
         return (u - mean) * inv_norm, v_new
 
     return current
@@ -242,7 +266,7 @@ def _guarded(layout, g, neuron_sum):
 def _stepped(opt, layout, v, w, g, lr, bias_correction, neuron_sum):
     """u = w - c g with the where() NaN guard, and the new v."""
     g, grad_sq = _guarded(layout, g, neuron_sum)
-    c, v_new = opt._step_size(v, grad_sq, bias_correction, lr)
+    c, v_new = step_size(v, grad_sq, opt.beta, bias_correction, lr)
     return w - c * g, v_new
 
 
@@ -254,7 +278,7 @@ def current_stack(opt, layout, v, w, g, lr, bias_correction):
     else:
         u_sum = sum_reduce(layout, u) if opt.center else None
         u_sq = sum_reduce(layout, u * u) if opt.normalize else None
-    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
+    mean, inv_norm = mean_and_inv_norm(n, u_sum, u_sq, opt.center, opt.normalize)
     return (u - mean) * inv_norm, v_new
 
 
@@ -269,7 +293,7 @@ def current_complex(opt, layout, v, w, g, lr, bias_correction):
     else:
         u_sum = sum_split(layout, u) if opt.center else None
         u_sq = sum_split(layout, u * u) if opt.normalize else None
-    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
+    mean, inv_norm = mean_and_inv_norm(n, u_sum, u_sq, opt.center, opt.normalize)
     return (u - mean) * inv_norm, v_new
 
 
@@ -277,11 +301,11 @@ def sum_broadcast(layout, w, g, wanted):
     """Per-neuron sums of the `wanted` products of w and g ("gg", "w", "g",
     "ww", "wg") as ONE split sum of an element-wise broadcast: slice k of a new
     axis before the last is a_k * b_k, each factor a select of w, g or 1 (the
-    same broadcast trick as backend.split_sum_and_square_sum, for five)."""
+    same broadcast trick as tf_cpu.split_sum_and_square_sum, for five)."""
     import numpy as np
     from keras import ops
 
-    from nero_tf.backend import split_sum
+    from nero_tf.tf_cpu import split_sum
 
     factors = {"gg": "gg", "w": "w1", "g": "g1", "ww": "ww", "wg": "wg"}
     rank = len(layout.view_shape)
@@ -319,7 +343,7 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False, split=False, broadcast=
             sums = {k: neuron_sum(layout, terms[k]) for k in wanted}
         finite = ops.isfinite(sums["gg"])
         grad_sq = ops.where(finite, sums["gg"], 0.0)
-        c, v_new = opt._step_size(v, grad_sq, bias_correction, lr)
+        c, v_new = step_size(v, grad_sq, opt.beta, bias_correction, lr)
         u_sum = u_sq = None
         if opt.center:
             u_sum = sums["w"] - c * ops.where(finite, sums["g"], 0.0)
@@ -329,7 +353,7 @@ def make_algebraic(neuron_sum=sum_reduce, stacked=False, split=False, broadcast=
                 - 2.0 * c * ops.where(finite, sums["wg"], 0.0)
                 + c * c * grad_sq
             )
-        mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
+        mean, inv_norm = mean_and_inv_norm(n, u_sum, u_sq, opt.center, opt.normalize)
         return (w - c * ops.where(finite, g, 0.0) - mean) * inv_norm, v_new
 
     return algebraic
@@ -380,7 +404,7 @@ def current_lean(opt, layout, v, w, g, lr, bias_correction):
     u = w - c * g
     u_sum = sum_reduce(layout, u) if opt.center else None
     u_sq = sum_reduce(layout, u * u) if opt.normalize else None
-    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
+    mean, inv_norm = mean_and_inv_norm(n, u_sum, u_sq, opt.center, opt.normalize)
     if not opt.normalize:
         return w - c * g - mean, v_new
     b = c * inv_norm
@@ -395,25 +419,19 @@ def current_recompute(opt, layout, v, w, g, lr, bias_correction):
     from nero_tf.backend import zero_safe_multiply
 
     if not (opt.center and opt.normalize):
-        return current(opt, layout, v, w, g, lr, bias_correction)
+        return make_current(sum_split)(opt, layout, v, w, g, lr, bias_correction)
     n = float(layout.fan_in)
-    c, v_new = opt._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
+    c, v_new = step_size(v, sum_split(layout, g * g), opt.beta, bias_correction, lr)
     u = w - zero_safe_multiply(g, c)
-    u_sum, u_sq = layout.neuron_sum_and_square_sum(u)
-    mean, inv_norm = opt._mean_and_inv_norm(n, u_sum, u_sq)
+    u_sum, u_sq = shipped().neuron_sum_and_square_sum(layout, u)
+    mean, inv_norm = mean_and_inv_norm(n, u_sum, u_sq, opt.center, opt.normalize)
     return w * inv_norm - zero_safe_multiply(g, c * inv_norm) - mean * inv_norm, v_new
 
 
-def current(opt, layout, v, w, g, lr, bias_correction):
-    """Nero's own constrained step, as shipped."""
-    import nero_tf
-
-    return nero_tf.Nero._constrained_step(opt, layout, w, g, v, lr, bias_correction)
-
-
+# None: Nero's own step (see `configure`).
 FORMULATIONS = {
-    "current": current,
-    "unpaired": make_current(sum_split),
+    "current": None,
+    "unpaired": None,
     "plain": make_current(sum_reduce, guard="where"),
     "algebraic_split": make_algebraic(sum_split),
     "current_complex": current_complex,
@@ -434,20 +452,47 @@ FORMULATIONS = {
 assert tuple(FORMULATIONS) == FORMULATION_NAMES
 
 
-def nero_variant_class():
-    """A Nero whose constrained step is one of FORMULATIONS."""
+def configure(optimizer, name):
+    """Make `optimizer` (a fresh Nero) compute its step as formulation `name`.
+
+    Through Nero's public seam, `optimizer.formulation`: "current" keeps the
+    formulation Nero picked; "unpaired" is TensorFlowCPUFormulation with
+    `paired=False` (TF on CPU); every other name keeps Nero's sums and compiled
+    functions but runs FORMULATIONS[name] as the constrained step.
+    """
+    from nero_tf import tf_cpu
+
+    step = FORMULATIONS[name]
+    if name == "unpaired" and isinstance(optimizer.formulation, tf_cpu.TensorFlowCPUFormulation):
+        optimizer.formulation = tf_cpu.TensorFlowCPUFormulation(paired=False)
+    elif step is not None:
+        optimizer.formulation = _with_constrained_step(
+            type(optimizer.formulation), step, optimizer)
+    return optimizer
+
+
+def make_nero(formulation, **kwargs):
+    """A Nero whose constrained step is formulation `formulation`."""
     import nero_tf
 
-    class NeroVariant(nero_tf.Nero):
-        def __init__(self, formulation="current", **kwargs):
-            super().__init__(**kwargs)
-            self.formulation = formulation
-            self._formulate = FORMULATIONS[formulation]
+    return configure(nero_tf.Nero(**kwargs), formulation)
 
-        def _constrained_step(self, layout, w, g, v, lr, bias_correction):
-            return self._formulate(self, layout, v, w, g, lr, bias_correction)
 
-    return NeroVariant
+def _with_constrained_step(base, step, optimizer):
+    """A `base` formulation that runs `step` as every constrained tensor's update."""
+
+    class WithConstrainedStep(base):
+        def run_update(self, layout, constrained, update, *args):
+            if constrained:
+                update = functools.partial(_as_update, step, optimizer, layout)
+            return super().run_update(layout, constrained, update, *args)
+
+    return WithConstrainedStep()
+
+
+def _as_update(step, opt, layout, w, g, v, lr, bias_correction):
+    # Nero's update signature, FORMULATIONS' argument order.
+    return step(opt, layout, v, w, g, lr, bias_correction)
 
 
 # --------------------------------------------------------------------------- #
@@ -480,8 +525,8 @@ def check_one(formulation, mode, constraints, seed=0):
              "embedding/embeddings": "last", "dense_1/kernel": "first",
              "dense/bias": "elementwise"}
     layouts = {v.path: rules[p] for v, p in zip(variables, CHECK_TENSORS)}
-    opt = nero_variant_class()(formulation, learning_rate=0.05, beta=0.9,
-                               constraints=constraints, layouts=layouts)
+    opt = make_nero(formulation, learning_rate=0.05, beta=0.9,
+                    constraints=constraints, layouts=layouts)
     opt.build(variables)
     to_rows = [f for _, f in CHECK_TENSORS.values()]
     ref = NeroReference([f(inits[p]) for p, f in zip(CHECK_TENSORS, to_rows)],
@@ -588,10 +633,9 @@ def time_variables(variables, layouts, formulations, modes, rounds, warmup, seed
     rng = np.random.default_rng(seed)
     grads = [tf.constant((0.01 * rng.standard_normal(tuple(v.shape))).astype(np.float32))
              for v in variables]
-    NeroVariant = nero_variant_class()
     opts = {"sgd": make_baseline("sgd"), "adam": make_baseline("adam")}
     for f in formulations:
-        opts[f] = NeroVariant(f, learning_rate=0.01, layouts=layouts)
+        opts[f] = make_nero(f, learning_rate=0.01, layouts=layouts)
     for o in opts.values():
         o.build(variables)
     steps = {}
@@ -669,7 +713,7 @@ def run_reductions(rounds, log):
 
     from tensorflow.compiler.tf2xla.ops import gen_xla_ops
 
-    from nero_tf.backend import split_sum, split_sum_and_square_sum
+    from nero_tf.tf_cpu import split_sum, split_sum_and_square_sum
 
     def variadic_sums(terms):
         """Column sums of `terms` as ONE XLA variadic reduce (one loop over

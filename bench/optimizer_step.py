@@ -30,10 +30,9 @@ weights, as if they took turns training). Gradients are passed as arguments, not
 captured, so XLA cannot constant-fold anything computed from them.
 
 Models: the registry's "vgg11", "resnet18_cifar", "mlp100" (100 Dense layers,
-200 tensors: per-tensor overhead), and "transformer": the variables of the
-paper's translation transformer (notes/experiments.md), built from Keras layers
-(`Embedding`, `MultiHeadAttention(use_bias=False)`, `Dense`,
-`LayerNormalization` without gain/offset) but not meant to be run.
+200 tensors: per-tensor overhead), and "transformer": the zoo's
+`transformer_translation` (the paper's Fig. 8 model: 6 + 6 layers, d_model 512,
+one tied embedding), at `--vocab` words.
 """
 
 import argparse
@@ -95,7 +94,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--compile-min-size", type=int, metavar="N",
         help="TF graph mode: XLA-compile Nero's updates of tensors with at least "
-        "N weights (default nero_tf.backend.COMPILE_MIN_SIZE; a huge N turns "
+        "N weights (default nero_tf.tf_cpu.COMPILE_MIN_SIZE; a huge N turns "
         "it off)",
     )
     args = parser.parse_args(argv)
@@ -115,55 +114,11 @@ def parse_args(argv=None):
 # Models.
 
 
-def build_transformer(vocab=10000, d_model=512, ffn=2048, layers=6, heads=8):
-    """The variables of the paper's translation transformer, as a Keras model.
-
-    Post-LN encoder-decoder: a vocabulary embedding shared by source, target and
-    output (tied, so the output projection adds no variable), per layer
-    `MultiHeadAttention(use_bias=False)` (Q/K/V/O kernels, no biases), a ReLU
-    FFN of two biased `Dense`, and `LayerNormalization` without gain or offset
-    (no variables). 6+6 layers: 1 + 6 * 8 + 6 * 12 = 121 tensors, 49.2M weights
-    at vocab 10k (44.1M in the layers + 5.1M embedding). Built for its
-    variable shapes and layer classes only.
-    """
-    import keras
-
-    L = keras.layers
-    embed = L.Embedding(vocab, d_model, name="shared_embedding")
-
-    def norm(name):
-        return L.LayerNormalization(epsilon=1e-6, center=False, scale=False, name=name)
-
-    def attention(name):
-        return L.MultiHeadAttention(
-            heads, d_model // heads, use_bias=False, name=name
-        )
-
-    def feed_forward(x, name):
-        h = L.Dense(ffn, activation="relu", name=f"{name}_ffn_in")(x)
-        return L.Dense(d_model, name=f"{name}_ffn_out")(h)
-
-    source = keras.Input((None,), dtype="int32", name="source")
-    target = keras.Input((None,), dtype="int32", name="target")
-    x = embed(source)
-    for i in range(layers):
-        x = norm(f"enc{i}_ln1")(x + attention(f"enc{i}_self_attn")(x, x))
-        x = norm(f"enc{i}_ln2")(x + feed_forward(x, f"enc{i}"))
-    y = embed(target)
-    for i in range(layers):
-        y = norm(f"dec{i}_ln1")(
-            y + attention(f"dec{i}_self_attn")(y, y, use_causal_mask=True)
-        )
-        y = norm(f"dec{i}_ln2")(y + attention(f"dec{i}_cross_attn")(y, x))
-        y = norm(f"dec{i}_ln3")(y + feed_forward(y, f"dec{i}"))
-    return keras.Model([source, target], y, name="transformer")
-
-
 def build_model(name, args):
-    if name == "transformer":
-        return build_transformer(vocab=args.vocab)
     import models
 
+    if name == "transformer":
+        return models.build("transformer_translation", vocab_size=args.vocab)
     return models.build(name)
 
 
@@ -171,7 +126,9 @@ def build_model(name, args):
 # Optimisers.
 
 
-def make_optimizer(name, model):
+def make_optimizer(name, model, compile_min_size=None):
+    """A fresh optimiser; Nero with `compile_min_size` set in its formulation
+    (TensorFlow on CPU only: elsewhere nothing is compiled)."""
     import keras
 
     import nero_tf
@@ -183,7 +140,11 @@ def make_optimizer(name, model):
     if name == "lamb":
         return keras.optimizers.Lamb(learning_rate=1e-3)
     if name == "nero":
-        return nero_tf.Nero(learning_rate=0.01, layouts=nero_tf.model_layouts(model))
+        optimizer = nero_tf.Nero(learning_rate=0.01, layouts=nero_tf.model_layouts(model))
+        if compile_min_size is not None and nero_tf.tf_cpu.is_tensorflow_on_cpu():
+            optimizer.formulation = nero_tf.tf_cpu.TensorFlowCPUFormulation(
+                compile_min_size=compile_min_size)
+        return optimizer
     raise ValueError(name)
 
 
@@ -339,7 +300,7 @@ def bench_model(name, args, backend, modes, log):
 
     optimizers = {}
     for opt_name in args.optimizers:
-        opt = make_optimizer(opt_name, model)
+        opt = make_optimizer(opt_name, model, args.compile_min_size)
         opt.build(variables)  # eagerly, once; Nero projects here
         optimizers[opt_name] = opt
     Step = TFStep if backend == "tensorflow" else JaxStep
@@ -362,7 +323,7 @@ def bench_model(name, args, backend, modes, log):
     for k in range(1, args.compile_repeats):
         shift = k % len(pairs)
         for opt_name, mode in pairs[shift:] + pairs[:shift]:
-            opt = make_optimizer(opt_name, model)
+            opt = make_optimizer(opt_name, model, args.compile_min_size)
             opt.build(variables)
             first_calls[opt_name, mode].append(
                 first_call_ms(Step(opt, variables, grads, mode))
@@ -544,10 +505,6 @@ def main(argv=None):
         # retracing": it counts the distinct tf.functions built here, one per
         # (optimiser, mode); real retracing is checked per function below.
         tf.get_logger().setLevel("ERROR")
-    if args.compile_min_size is not None:
-        import nero_tf
-
-        nero_tf.backend.COMPILE_MIN_SIZE = args.compile_min_size
     valid = TF_MODES if backend == "tensorflow" else JAX_MODES
     modes = args.modes.split(",") if args.modes else list(valid)
     for m in modes:

@@ -7,9 +7,16 @@ below are the whole registry.
 
 import collections
 
+from models.gan import Discriminator
+from models.gan import Generator
 from models.mlp import MLP
 from models.resnet import RESNET_CONFIGS
 from models.resnet import ResNet
+from models.transformer import TRANSFORMER_LM_CONFIGS
+from models.transformer import TRANSLATION_CONFIGS
+from models.transformer import WIKITEXT2_VOCAB_SIZE
+from models.transformer import TransformerLM
+from models.transformer import TranslationTransformer
 from models.vgg import VGG_CONFIGS
 from models.vgg import VGG
 
@@ -105,4 +112,30 @@ for _variant in RESNET_CONFIGS:
         num_classes=1000,
         input_shape=(224, 224, 3),
     )
-del _variant
+
+# Text. Fig. 7: the Wikitext-2 language model, at Wikitext-2's vocabulary.
+# Fig. 8: the translation model; its vocabulary comes from the data, so
+# `build("transformer_translation", vocab_size=...)` names it.
+for _variant, _config in TRANSFORMER_LM_CONFIGS.items():
+    register(_variant, TransformerLM, vocab_size=WIKITEXT2_VOCAB_SIZE, **_config)
+for _variant, _config in TRANSLATION_CONFIGS.items():
+    register(_variant, TranslationTransformer, **_config)
+del _variant, _config
+
+# Class-conditional GAN (Fig. 5): BigGAN-like generator and projection
+# discriminator for 32x32 CIFAR-10; the "_mnist" pair is the same architecture
+# for 28x28 grayscale (override `width` to scale it down).
+register("cgan_generator", Generator, num_classes=10, resolution=32, image_channels=3)
+register(
+    "cgan_discriminator", Discriminator, num_classes=10, resolution=32, image_channels=3
+)
+register(
+    "cgan_generator_mnist", Generator, num_classes=10, resolution=28, image_channels=1
+)
+register(
+    "cgan_discriminator_mnist",
+    Discriminator,
+    num_classes=10,
+    resolution=28,
+    image_channels=1,
+)

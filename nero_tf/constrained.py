@@ -13,12 +13,13 @@ import copy
 import keras
 from keras import ops
 
+from nero_tf import _internals
 from nero_tf import constraints as constraints_lib
 from nero_tf.backend import build_scope
 
 
 @keras.saving.register_keras_serializable(package="nero_tf")
-class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
+class Constrained(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
     """Wrapper that keeps any optimizer on Nero's balanced-network constraints.
 
     After every step of the wrapped optimizer, each constrained neuron is
@@ -108,8 +109,9 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     def build(self, var_list):
         """Resolve neuron layouts, project the weights, build the inner optimizer.
 
-        The wrapper's own state is one flag saying the weights have been
-        projected, so that a restored checkpoint is never projected again.
+        The wrapper's own state is its plan (see `nero_tf.constraints`) and
+        one flag saying the weights have been projected, so that a restored
+        checkpoint is never projected again.
 
         Args:
             var_list: list of model variables to build the optimizers on.
@@ -119,10 +121,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         # Eagerly, even when Keras builds inside a traced step (see Nero).
         with build_scope():
             super().build(var_list)
-            self._neuron_layouts, self._constrained = constraints_lib.plan(
-                var_list, self.layouts, self.center, self.normalize,
-                self.unconstrained, owner=self.name,
-            )
+            self._build_plan(var_list)
             # A restored checkpoint sets this as the variable is created.
             self._projected = self.add_variable((), "zeros", "int", name="projected")
             if not int(self._projected.numpy()):
@@ -134,7 +133,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
     @property
     def variables(self):
-        return self._variables + self.inner_optimizer.variables
+        return _internals.own_variables(self) + self.inner_optimizer.variables
 
     @property
     def learning_rate(self):
@@ -162,12 +161,12 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
                     "must already be built on a list of variables. Call "
                     "`optimizer.build(trainable_variables)` first."
                 )
-            variables = self._trainable_variables
+            variables = _internals.built_variables(self)
         else:
             trainable_variables = list(trainable_variables)
             if not self.built:
                 self.build(trainable_variables)
-            self._check_variables_are_known(trainable_variables)
+            _internals.check_variables_are_known(self, trainable_variables)
             variables = trainable_variables
         self.inner_optimizer.apply(grads, trainable_variables)
         self._project(variables)
@@ -175,8 +174,9 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
         if self.inner_optimizer.use_ema:
-            known = self._trainable_variables_indices
-            self._project([v for v in var_list if self._var_key(v) in known])
+            self._project(
+                [v for v in var_list if _internals.is_built_on(self, v)]
+            )
 
     def _project(self, variables):
         """Project the constrained ones among `variables` (any replica context)."""
@@ -202,12 +202,11 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
                     variable, self._project_variable, group=False
                 )
 
+        strategy = _internals.distribution_strategy(self)
         if tf.distribute.in_cross_replica_context():
-            project_all(self._distribution_strategy, variables)
+            project_all(strategy, variables)
         else:
-            tf.__internal__.distribute.interim.maybe_merge_call(
-                project_all, self._distribution_strategy, variables
-            )
+            _internals.merge_call(project_all, strategy, variables)
 
     def _project_variable(self, variable):
         index = self._get_variable_index(variable)
@@ -231,6 +230,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             "constraints": self.constraints,
             "layouts": dict(self.layouts),
             "unconstrained": list(self.unconstrained),
+            **self._plan_config(),
         }
 
     @classmethod
@@ -241,4 +241,7 @@ class Constrained(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         optimizer = keras.saving.deserialize_keras_object(
             config.pop("optimizer"), custom_objects=custom_objects
         )
-        return cls(optimizer, **config)
+        plan = config.pop("plan", None)
+        wrapper = cls(optimizer, **config)
+        wrapper._saved_plan = plan
+        return wrapper

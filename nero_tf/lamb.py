@@ -2,7 +2,6 @@
 
 import keras
 from keras import ops
-from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
 from nero_tf.backend import dense_gradient
 
@@ -51,7 +50,32 @@ class PaperLamb(keras.optimizers.Optimizer):
         beta_2: A float in `[0, 1)`. Decay rate of the second moment.
             Defaults to `0.999`.
         epsilon: A non-negative float added to `sqrt(v)`. Defaults to `1e-6`.
-        {{base_optimizer_keyword_args}}
+        weight_decay: Float or `None`. If set, decoupled weight decay:
+            `w -= learning_rate * weight_decay * w` before each step.
+            Defaults to `None`.
+        clipnorm: Float or `None`. If set, each gradient is clipped so that
+            its norm is at most this value. Defaults to `None`.
+        clipvalue: Float or `None`. If set, each gradient is clipped to
+            `[-clipvalue, clipvalue]`. Defaults to `None`.
+        global_clipnorm: Float or `None`. If set, all gradients are clipped
+            together so that their global norm is at most this value.
+            Defaults to `None`.
+        use_ema: Boolean. If `True`, keep an exponential moving average (EMA)
+            of the weights. Defaults to `False`.
+        ema_momentum: Float. With `use_ema`, `average = ema_momentum *
+            average + (1 - ema_momentum) * weight` after each step. Defaults
+            to `0.99`.
+        ema_overwrite_frequency: Int or `None`. With `use_ema`, the weights
+            are overwritten by their average every this many steps; with
+            `None`, only by `finalize_variable_values()`, which `fit()` calls
+            after the last epoch. Defaults to `None`.
+        loss_scale_factor: Float or `None`. If set, the loss is multiplied
+            and the gradients divided by it (against underflow in mixed
+            precision). Defaults to `None`.
+        gradient_accumulation_steps: Int or `None`. If set, the weights are
+            updated every this many steps, with the average of the gradients
+            since the last update. Defaults to `None`.
+        name: String. The name of the optimizer. Defaults to `"paper_lamb"`.
 
     References:
         - [You et al., 2020](https://arxiv.org/abs/1904.00962): "Large Batch
@@ -81,9 +105,9 @@ class PaperLamb(keras.optimizers.Optimizer):
         name="paper_lamb",
         **kwargs,
     ):
-        if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
+        if isinstance(learning_rate, (int, float)) and not learning_rate >= 0:
             raise ValueError(
-                "Argument `learning_rate` must be positive. "
+                "Argument `learning_rate` must be non-negative. "
                 f"Received: learning_rate={learning_rate}"
             )
         for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
@@ -181,8 +205,3 @@ class PaperLamb(keras.optimizers.Optimizer):
             }
         )
         return config
-
-
-PaperLamb.__doc__ = PaperLamb.__doc__.replace(
-    "{{base_optimizer_keyword_args}}", base_optimizer_keyword_args
-)

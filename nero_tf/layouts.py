@@ -21,21 +21,29 @@ Resolution, for a variable with ``path`` ``".../<layer name>/<variable name>"``:
 2. rank <= 1, or a bias/gain/offset name -> element-wise (every scalar is its
    own neuron and is never constrained, as in the paper);
 3. the layer class, from ``model_layouts(model)`` or from the layer's default
-   Keras name in the path (``conv2d_transpose_3`` -> ``Conv2DTranspose``);
+   Keras name in the path (``conv2d_transpose_3`` -> ``Conv2DTranspose``; a
+   Keras-registered subclass of a built-in layer by its own default name);
 4. otherwise a guess from the variable name and rank, with one warning.
 
 A constrained tensor whose neurons have a fan-in of one (``Dense`` on a single
-input feature) is treated element-wise: centring would zero it for ever.
+input feature) is treated element-wise: centring would zero it for ever. One
+whose fan-in is below ``MIN_PROJECTED_FAN_IN`` keeps its neurons but is not
+projected (see ``nero_tf.constraints.is_constrained``).
 """
 
 import dataclasses
 import fnmatch
 import math
+import os
 import re
+import sys
 import warnings
 
+import keras
 from keras import ops
-from nero_tf.backend import reshape, split_sum, split_sum_and_square_sum
+
+from nero_tf import _internals
+from nero_tf.backend import reshape
 
 ELEMENTWISE = "elementwise"
 
@@ -112,6 +120,40 @@ VARIABLE_NAME_RULES = {
 }
 _DEFAULT_GUESS = "all_but_last"
 
+# Neurons with a smaller fan-in are updated per neuron but never projected. A
+# centred unit vector of length n has n - 2 degrees of freedom and is blind to
+# the all-ones direction of its input: at fan-in 2 a neuron can only be
+# +-(1, -1)/sqrt(2), so a layer on a 2-d input (a VAE decoder on a 2-d latent)
+# sees only x0 - x1. `python -m bench.small_fan_in` measures where projection
+# stops costing (docs/small_fan_in.md).
+MIN_PROJECTED_FAN_IN = 3
+
+
+def _without_first_component(path):
+    head, sep, tail = path.partition("/")
+    return tail if sep and "/" in tail else None
+
+
+def path_matches(path, pattern):
+    """Whether a variable path matches a user's path or `fnmatch` glob.
+
+    A path also matches with or without its first component, the model's
+    name: Keras drops it from a `Sequential` model's variable paths when it
+    loads a `.keras` file (`sequential/dense_1/kernel` becomes
+    `dense_1/kernel`), so a path copied from `summary()` before saving still
+    names the same variable after loading, and the other way round.
+    """
+    candidates = [(path, pattern)]
+    short_path = _without_first_component(path)
+    if short_path is not None:
+        candidates.append((short_path, pattern))
+    short_pattern = _without_first_component(pattern)
+    if short_pattern is not None:
+        candidates.append((path, short_pattern))
+    return any(
+        p == pat or fnmatch.fnmatchcase(p, pat) for p, pat in candidates
+    )
+
 
 def _snake_case(name):
     # Keras' own default-name rule (keras.src.utils.naming.to_snake_case).
@@ -127,6 +169,23 @@ _CLASS_BY_DEFAULT_NAME = {_snake_case(cls): cls for cls in LAYER_RULES}
 def _strip_uniquifier(layer_name):
     # Keras makes default names unique with a numeric suffix: dense_3.
     return re.sub(r"_\d+$", "", layer_name)
+
+
+def _registered_layer_classes(default_name):
+    """Keras-registered layer classes whose default layer name is `default_name`.
+
+    A custom layer registered with `keras.saving.register_keras_serializable`
+    that subclasses a built-in layer (a spectral-normalised `Dense`, say) keeps
+    its base class's variables; its default name (`sn_dense_3` for `SNDense`)
+    identifies it as surely as `dense_3` identifies a `Dense`.
+    """
+    return [
+        cls
+        for cls in keras.saving.get_custom_objects().values()
+        if isinstance(cls, type)
+        and issubclass(cls, keras.layers.Layer)
+        and _snake_case(cls.__name__) == default_name
+    ]
 
 
 def einsum_fan_in_axes(equation):
@@ -191,9 +250,8 @@ class NeuronLayout:
 
     # The neuron view. Adjacent axes of the same kind (fan-in or neuron) are
     # merged by a reshape, which is free; the per-neuron sums then reduce over
-    # the merged fan-in axes of a tensor of rank 2 (or 3 for transposed convs).
-    # keras-facts.md measured a 2-D view reduced along one axis to be up to 3x
-    # faster under XLA than reducing the original axes.
+    # the merged fan-in axes of a tensor of rank 2 (or 3 for transposed convs),
+    # which XLA reduces faster than the original axes (docs/formulations.md).
     @property
     def view_shape(self):
         if self.elementwise:
@@ -238,16 +296,14 @@ class NeuronLayout:
         return reshape(x_view, self.shape)
 
     def neuron_sum(self, x_view):
-        """Per-neuron sum over the fan-in of a tensor in the neuron view."""
+        """Per-neuron sum over the fan-in of a tensor in the neuron view.
+
+        A plain `keras.ops.sum` (keepdims); Nero's update takes its sums from
+        its `nero_tf.formulation.Formulation` instead.
+        """
         if self.elementwise:
             return x_view
-        return split_sum(x_view, self.reduce_axes)
-
-    def neuron_sum_and_square_sum(self, x_view):
-        """Per-neuron sums of `x_view` and of its square (one pass where it pays)."""
-        if self.elementwise:
-            return x_view, x_view * x_view
-        return split_sum_and_square_sum(x_view, self.reduce_axes)
+        return ops.sum(x_view, axis=self.reduce_axes, keepdims=True)
 
     def project(self, x_view, center=True, normalize=True):
         """Centre and/or normalise each neuron of a tensor in the neuron view.
@@ -273,9 +329,6 @@ class NeuronLayout:
         return reshape(
             ops.sqrt(self.neuron_sum(ops.square(x_view))), self.state_shape
         )
-
-    def to_config(self):
-        return {"fan_in_axes": self.fan_in_axes, "source": self.source}
 
 
 def _axes_from_spec(spec, shape, path):
@@ -351,7 +404,7 @@ def resolve(variable_path, shape, overrides=None, layer=None):
         return NeuronLayout(variable_path, shape, axes, source)
 
     for pattern, spec in (overrides or {}).items():
-        if variable_path == pattern or fnmatch.fnmatchcase(variable_path, pattern):
+        if path_matches(variable_path, pattern):
             return done(_axes_from_spec(spec, shape, variable_path), "override")
     if rank <= 1:
         return done(None, "rank <= 1")
@@ -365,13 +418,19 @@ def resolve(variable_path, shape, overrides=None, layer=None):
     if owner in ATTENTION_SUBLAYER_RULES and var_name == "kernel" and rank >= 3:
         rule = ATTENTION_SUBLAYER_RULES[owner]
         return done(AXIS_RULES[rule](rank), f"attention {owner}.kernel")
-    layer_class = _CLASS_BY_DEFAULT_NAME.get(_strip_uniquifier(owner))
+    default_name = _strip_uniquifier(owner)
+    layer_class = _CLASS_BY_DEFAULT_NAME.get(default_name)
     if layer_class is not None:
         axes = _class_rule(layer_class, var_name, rank)
         if axes is not None:
             return done(axes, f"{layer_class}.{var_name}")
+    for cls in _registered_layer_classes(default_name):
+        for base in cls.__mro__[1:]:
+            axes = _class_rule(base.__name__, var_name, rank)
+            if axes is not None:
+                return done(axes, f"{cls.__name__}({base.__name__}).{var_name}")
     rule = VARIABLE_NAME_RULES.get(var_name, _DEFAULT_GUESS)
-    return done(AXIS_RULES[rule](rank), f"guess ({rule})")
+    return done(AXIS_RULES[rule](rank), f"guess: {rule}")
 
 
 def _own_variables(model):
@@ -382,7 +441,7 @@ def _own_variables(model):
     the later one in the walk, which is the deeper).
     """
     owner = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _internals.flatten_layers(model):
         weights = layer.trainable_weights
         for variable in weights:
             best = owner.get(id(variable))
@@ -392,14 +451,15 @@ def _own_variables(model):
 
 
 def model_layouts(model):
-    """Exact neuron layouts of every variable of a built Keras model.
+    """Exact neuron layouts of every variable of a Keras model.
 
     Walks the model's layers, so renamed and subclassed built-in layers are
     found by class, and ``EinsumDense`` layers by their equation. Pass the
     result to ``Nero(layouts=...)``; it is a plain ``{path: fan-in axes}``
-    dict, so it serialises with the optimiser. Variables of layers this
-    module does not know are left out, and are resolved (or guessed, with a
-    warning) when the optimiser is built.
+    dict, so it serialises with the optimiser. The weights that a custom
+    layer creates itself are not built-in layers' weights: they are left out
+    (with one warning naming them) and resolved, or guessed with a warning,
+    when the optimiser is built; name their fan-in axes in ``layouts=``.
 
     Example:
 
@@ -407,20 +467,52 @@ def model_layouts(model):
     >>> nero_tf.model_layouts(model)
     {'sequential/out/kernel': [0], 'sequential/out/bias': 'elementwise'}
     """
-    if not model.built:
+    # A subclassed model that was trained with a custom `train_step` never
+    # calling it has weights but `built` False: its weights are what counts.
+    if not model.trainable_weights:
         raise ValueError(
-            "model_layouts() needs a built model (call it on data, or build() "
-            "it with an input shape, first)."
+            "model_layouts() needs a model with weights: call it on data, or "
+            "build() it with an input shape, first."
         )
-    layouts = {}
+    layouts, unknown = {}, []
     for variable, layer in _own_variables(model):
         layout = resolve(variable.path, variable.shape, layer=layer)
         if layout.guessed:
+            unknown.append(f"  {variable.path} {tuple(variable.shape)} "
+                           f"of {type(layer).__name__}")
             continue
         layouts[variable.path] = (
             ELEMENTWISE if layout.elementwise else list(layout.fan_in_axes)
         )
+    if unknown:
+        warnings.warn(
+            f"model_layouts() does not know the layer of {len(unknown)} "
+            "variable(s), left out:\n" + "\n".join(unknown) + "\nName their "
+            "fan-in axes yourself, e.g. `layouts={**nero_tf.model_layouts(model), "
+            "'my_layer/w': [0]}`.",
+            stacklevel=_user_stacklevel(),
+        )
     return layouts
+
+
+# Packages whose frames a warning skips, so that it points at the user's line.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+    for module in (sys.modules[__name__.rpartition(".")[0]], keras)
+)
+
+
+def _user_stacklevel():
+    """`stacklevel` for `warnings.warn` that names the first frame outside
+    nero_tf, Keras and TensorFlow (the user's line that built the optimiser)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (filename.startswith(_LIBRARY_DIRS) or "/tensorflow/" in filename
+                or filename.startswith("<frozen")):
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def warn_guesses(layouts, owner="Nero"):
@@ -429,7 +521,8 @@ def warn_guesses(layouts, owner="Nero"):
     if not guessed:
         return
     lines = "\n".join(
-        f"  {l.path} {l.shape}: fan-in axes {l.fan_in_axes} ({l.source})"
+        f"  {l.path} {l.shape}: fan-in axes {l.fan_in_axes}, guessed from the "
+        f"variable name (rule {l.source.partition(': ')[2]!r})"
         for l in guessed
     )
     warnings.warn(
@@ -439,12 +532,16 @@ def warn_guesses(layouts, owner="Nero"):
         "`layouts=nero_tf.model_layouts(model)` (exact for Keras' built-in "
         "layers, renamed or not) or name the fan-in axes yourself, e.g. "
         "`layouts={'my_layer/w': [0, 1]}`.",
-        stacklevel=3,
+        stacklevel=_user_stacklevel(),
     )
 
 
 def format_table(layouts, constrained=None):
-    """A text table of layouts: path, shape, fan-in axes, neurons, constrained."""
+    """A text table of layouts: path, shape, fan-in axes, neurons, constrained.
+
+    Element-wise tensors have no neurons ("-"); a tensor left unprojected
+    because its fan-in is below `MIN_PROJECTED_FAN_IN` says so.
+    """
     constrained = constrained or [not l.elementwise for l in layouts]
     header = ("variable", "shape", "fan-in axes", "neurons", "constrained", "rule")
     rows = [header]
@@ -454,8 +551,12 @@ def format_table(layouts, constrained=None):
                 layout.path,
                 str(tuple(layout.shape)),
                 ELEMENTWISE if layout.elementwise else str(layout.fan_in_axes),
-                str(layout.num_neurons),
-                "yes" if is_constrained else "no",
+                "-" if layout.elementwise else str(layout.num_neurons),
+                "yes" if is_constrained else (
+                    f"no (fan-in {layout.fan_in})"
+                    if not layout.elementwise
+                    and layout.fan_in < MIN_PROJECTED_FAN_IN else "no"
+                ),
                 layout.source,
             )
         )

@@ -7,7 +7,6 @@ import warnings
 
 import keras
 from keras import ops
-from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
 from nero_tf.backend import build_scope, dense_gradient
 
@@ -63,7 +62,32 @@ class Madam(keras.optimizers.Optimizer):
         p_scale: A positive float. Each tensor is clipped to
             `[-p_scale * rms, p_scale * rms]`, `rms` being the root mean square
             of the tensor when Madam is built. Defaults to `3.0`.
-        {{base_optimizer_keyword_args}}
+        weight_decay: Float or `None`. If set, decoupled weight decay:
+            `w -= learning_rate * weight_decay * w` before each step.
+            Defaults to `None`.
+        clipnorm: Float or `None`. If set, each gradient is clipped so that
+            its norm is at most this value. Defaults to `None`.
+        clipvalue: Float or `None`. If set, each gradient is clipped to
+            `[-clipvalue, clipvalue]`. Defaults to `None`.
+        global_clipnorm: Float or `None`. If set, all gradients are clipped
+            together so that their global norm is at most this value.
+            Defaults to `None`.
+        use_ema: Boolean. If `True`, keep an exponential moving average (EMA)
+            of the weights. Defaults to `False`.
+        ema_momentum: Float. With `use_ema`, `average = ema_momentum *
+            average + (1 - ema_momentum) * weight` after each step. Defaults
+            to `0.99`.
+        ema_overwrite_frequency: Int or `None`. With `use_ema`, the weights
+            are overwritten by their average every this many steps; with
+            `None`, only by `finalize_variable_values()`, which `fit()` calls
+            after the last epoch. Defaults to `None`.
+        loss_scale_factor: Float or `None`. If set, the loss is multiplied
+            and the gradients divided by it (against underflow in mixed
+            precision). Defaults to `None`.
+        gradient_accumulation_steps: Int or `None`. If set, the weights are
+            updated every this many steps, with the average of the gradients
+            since the last update. Defaults to `None`.
+        name: String. The name of the optimizer. Defaults to `"madam"`.
 
     References:
         - [Bernstein et al., 2020b](https://arxiv.org/abs/2006.14560):
@@ -92,9 +116,9 @@ class Madam(keras.optimizers.Optimizer):
         name="madam",
         **kwargs,
     ):
-        if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
+        if isinstance(learning_rate, (int, float)) and not learning_rate >= 0:
             raise ValueError(
-                "Argument `learning_rate` must be positive. "
+                "Argument `learning_rate` must be non-negative. "
                 f"Received: learning_rate={learning_rate}"
             )
         if not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
@@ -212,8 +236,3 @@ class Madam(keras.optimizers.Optimizer):
             }
         )
         return config
-
-
-Madam.__doc__ = Madam.__doc__.replace(
-    "{{base_optimizer_keyword_args}}", base_optimizer_keyword_args
-)

@@ -5,20 +5,13 @@ import math
 
 import keras
 from keras import ops
-from keras.src.optimizers.optimizer import base_optimizer_keyword_args
 
 from nero_tf import constraints as constraints_lib
-from nero_tf.backend import (
-    CompiledFunctions,
-    build_scope,
-    compiled_updates_pay_off,
-    dense_gradient,
-    reshape,
-    zero_safe_multiply,
-)
+from nero_tf import formulation as formulation_lib
+from nero_tf.backend import build_scope, dense_gradient, reshape, zero_safe_multiply
 
 @keras.saving.register_keras_serializable(package="nero_tf")
-class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
+class Nero(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
     """Optimizer that implements the Nero algorithm ("neuronal rotator").
 
     Nero makes per-neuron relative updates and keeps every neuron's weight
@@ -50,11 +43,13 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
     weights; call `optimizer.build(model.trainable_variables)` first to avoid
     that.
 
-    Speed: with TensorFlow on CPU in graph mode (`model.fit` without
-    `jit_compile`), the update of each large tensor runs as an XLA-compiled
-    function, one per distinct tensor shape, compiled in the first step
-    (under `jit_compile=True` the whole step is XLA already, and the same
-    functions only save tracing time).
+    Speed: how the per-neuron sums are computed and each tensor's update is
+    run is `optimizer.formulation` (`nero_tf.formulation`), chosen for the
+    backend and devices when the optimizer is constructed. With TensorFlow on
+    CPU it is `nero_tf.tf_cpu.TensorFlowCPUFormulation`: split sums, and in
+    graph mode (`model.fit` without `jit_compile`) the update of each large
+    tensor runs as an XLA-compiled function, one per distinct tensor shape,
+    compiled in the first step. Everywhere else, plain `keras.ops` sums.
 
     Robustness, where the reference implementation breaks: an all-zero neuron
     (zero-initialised kernel) is left at zero by the projection instead of
@@ -72,8 +67,9 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         learning_rate: A float, a
             `keras.optimizers.schedules.LearningRateSchedule` instance, or a
             callable that takes no arguments and returns the actual value to
-            use. The angle, in radians, through which a step turns a neuron.
-            Defaults to `0.01`.
+            use. The angle, in radians, through which a step turns a neuron
+            (0 leaves every weight where it is, as at the start of a
+            warm-up). Defaults to `0.01`.
         beta: A float in `[0, 1)`. Decay rate of the running average of each
             neuron's squared gradient norm. Defaults to `0.999`.
         constraints: `True` to centre and normalise every neuron (the paper),
@@ -98,7 +94,29 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             if the learning rate were `lr / (1 - lr * weight_decay)`. It acts
             as usual on element-wise and unnormalised tensors. The constraints
             replace it; the paper uses none.
-        {{base_optimizer_keyword_args}}
+        clipnorm: Float or `None`. If set, each gradient is clipped so that
+            its norm is at most this value. Defaults to `None`.
+        clipvalue: Float or `None`. If set, each gradient is clipped to
+            `[-clipvalue, clipvalue]`. Defaults to `None`.
+        global_clipnorm: Float or `None`. If set, all gradients are clipped
+            together so that their global norm is at most this value.
+            Defaults to `None`.
+        use_ema: Boolean. If `True`, keep an exponential moving average (EMA)
+            of the weights. Defaults to `False`.
+        ema_momentum: Float. With `use_ema`, `average = ema_momentum *
+            average + (1 - ema_momentum) * weight` after each step. Defaults
+            to `0.99`.
+        ema_overwrite_frequency: Int or `None`. With `use_ema`, the weights
+            are overwritten by their average every this many steps; with
+            `None`, only by `finalize_variable_values()`, which `fit()` calls
+            after the last epoch. Defaults to `None`.
+        loss_scale_factor: Float or `None`. If set, the loss is multiplied
+            and the gradients divided by it (against underflow in mixed
+            precision). Defaults to `None`.
+        gradient_accumulation_steps: Int or `None`. If set, the weights are
+            updated every this many steps, with the average of the gradients
+            since the last update. Defaults to `None`.
+        name: String. The name of the optimizer. Defaults to `"nero"`.
 
     References:
         - [Liu et al., 2021](https://arxiv.org/abs/2102.07227): "Learning by
@@ -124,9 +142,9 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         name="nero",
         **kwargs,
     ):
-        if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
+        if isinstance(learning_rate, (int, float)) and not learning_rate >= 0:
             raise ValueError(
-                "Argument `learning_rate` must be positive. "
+                "Argument `learning_rate` must be non-negative. "
                 f"Received: learning_rate={learning_rate}"
             )
         if not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
@@ -155,16 +173,20 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
         self.center, self.normalize = center, normalize
         self.layouts = layouts
         self.unconstrained = unconstrained
-        self._compiled = CompiledFunctions()  # see update_step
+        # Not a constructor argument: it is not part of the configuration.
+        self.formulation = formulation_lib.default()
 
     def build(self, var_list):
         """Initialise Nero's state and project the weights onto the constraints.
 
         Nero keeps, per variable: `v` (one float32 per neuron, or per element
         for element-wise tensors), a step counter (for per-tensor bias
-        correction, as in the reference) and the frozen `scale`; plus one flag
-        saying the weights have been projected, so that a restored checkpoint
-        is never projected or re-scaled again.
+        correction, as in the reference) and the frozen `scale`; plus the plan
+        (every variable's neurons and whether it is projected, restored from
+        a `.keras` file or checkpoint when there is one: see
+        `nero_tf.constraints`) and one flag saying the weights have been
+        projected, so that a restored checkpoint is never projected or
+        re-scaled again.
 
         Args:
             var_list: list of model variables to build Nero variables on.
@@ -173,10 +195,7 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
             return
         with build_scope():
             super().build(var_list)
-            self._neuron_layouts, self._constrained = constraints_lib.plan(
-                var_list, self.layouts, self.center, self.normalize,
-                self.unconstrained, owner=self.name,
-            )
+            self._build_plan(var_list)
 
             projected, scales = [], []
             for variable, layout, constrained in zip(
@@ -240,16 +259,12 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
         g = layout.to_view(ops.cast(dense_gradient(gradient), "float32"))
         w = layout.to_view(ops.cast(variable, "float32"))
-        args = (w, g, reshape(v, layout.stat_view_shape), lr, bias_correction)
-        if compiled_updates_pay_off(math.prod(layout.shape)):
-            # One XLA function per view shape (backend.COMPILE_MIN_SIZE).
-            w, v_new = self._compiled.call(
-                (layout.view_shape, layout.reduce_axes, constrained),
-                lambda: functools.partial(self._new_weights, layout, constrained),
-                *args,
-            )
-        else:
-            w, v_new = self._new_weights(layout, constrained, *args)
+        w, v_new = self.formulation.run_update(
+            layout,
+            constrained,
+            functools.partial(self._new_weights, layout, constrained),
+            w, g, reshape(v, layout.stat_view_shape), lr, bias_correction,
+        )
         self.assign(v, reshape(v_new, layout.state_shape))
         self.assign(variable, ops.cast(layout.from_view(w), variable.dtype))
 
@@ -258,87 +273,25 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
 
         Pure (assigns nothing), and depends on `layout` only through its view
         shape and fan-in axes, so one compiled version serves every tensor of
-        the same view shape.
+        the same view shape (see `Formulation.run_update`).
         """
-        if constrained:
-            return self._constrained_step(layout, w, g, v, lr, bias_correction)
-        c, v_new = self._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
-        return w - zero_safe_multiply(g, c), v_new
-
-    def _constrained_step(self, layout, w, g, v, lr, bias_correction):
-        """New weights (neuron view) and `v` of a constrained tensor.
-
-        bench/formulations.py overrides this to time other formulations.
-        """
-        # The step, then the projection of u = w - c g, with per-neuron sums
-        # (|g|^2, then sum(u) and sum(u^2)) and one pass that writes
-        # (u - mean(u)) / |u - mean(u)|. Each sum is split
-        # (backend.split_sum): its producer (g * g, u, u * u) is fused into an
-        # element-wise add of 8 blocks, and only that 8x smaller tensor is
-        # reduced; on CPU this took VGG-11's step from 1.8x to 1.2x Adam's
-        # under XLA and from 1.2x to 0.8x in graph mode. Under XLA on CPU,
-        # sum(u) and sum(u^2) are one split sum of a broadcast pair
-        # (backend.split_sum_and_square_sum: 1.25x -> 1.08x Adam's on VGG-11).
-        # bench/formulations.py measured the alternatives: five sums of w and
-        # g, separately, stacked or as one broadcast (XLA on CPU has no
-        # multi-output fusion, so each separate sum is its own pass, and the
-        # one-pass forms cost more arithmetic than they save), [u, u^2]
-        # stacked or paired as complex numbers into one sum (no faster), an
-        # XLA variadic reduce (125 ms for the five sums of 4096 x 4096,
-        # against 6.6 for one split sum), two-stage sums, einsum, a
-        # cond-skipped NaN guard, matmul(ones, x) sums (not float32-exact
-        # under TF32/bf16 matmuls on GPU/TPU), and the write recomputing u from
-        # w and g so that XLA need not materialise u (no faster: the paired
-        # sum then computes u twice). This form is the fastest exact one
-        # measured. A neuron whose |g|^2 is not finite gets c = 0 and sits the
-        # step out (zero_safe_multiply: 0 * NaN = 0).
-        n = float(layout.fan_in)
-        c, v_new = self._step_size(v, layout.neuron_sum(g * g), bias_correction, lr)
+        sums = self.formulation
+        c, v_new = step_size(
+            v, sums.neuron_sum(layout, g * g), self.beta, bias_correction, lr
+        )
+        # c = 0 for a neuron whose |g|^2 is not finite: it sits the step out.
         u = w - zero_safe_multiply(g, c)
+        if not constrained:
+            return u, v_new
         if self.center and self.normalize:
-            u_sum, u_sq = layout.neuron_sum_and_square_sum(u)
+            u_sum, u_sq = sums.neuron_sum_and_square_sum(layout, u)
         else:
-            u_sum = layout.neuron_sum(u) if self.center else None
-            u_sq = layout.neuron_sum(u * u) if self.normalize else None
-        mean, inv_norm = self._mean_and_inv_norm(n, u_sum, u_sq)
+            u_sum = sums.neuron_sum(layout, u) if self.center else None
+            u_sq = sums.neuron_sum(layout, u * u) if self.normalize else None
+        mean, inv_norm = mean_and_inv_norm(
+            float(layout.fan_in), u_sum, u_sq, self.center, self.normalize
+        )
         return (u - mean) * inv_norm, v_new
-
-    # The per-neuron arithmetic below uses as few ops as it takes: it is traced
-    # for every variable (on CPU, under TF, every view shape). With the
-    # reshapes that backend.reshape skips, this took the translation
-    # transformer's traced XLA step, before per-shape tracing, from 9,622 to
-    # 8,650 ops (counted then with a one-off trace of the step; the bench's
-    # "traced ops" column came later and shows 8,656 at that point).
-
-    def _mean_and_inv_norm(self, n, u_sum, u_sq):
-        """Per-neuron mean and 1 / norm of the centred u from sum(u), sum(u^2).
-
-        A zero norm (a neuron that is exactly zero) is divided by 1, not 0.
-        """
-        mean = u_sum / n if self.center else 0.0
-        if not self.normalize:
-            return mean, 1.0
-        sq_norm = u_sq - u_sum * mean if self.center else u_sq
-        # No inf or NaN even in unpicked branches (tf.debugging's
-        # enable_check_numerics flags any): 0 and rounding-negative sums -> 1.
-        return mean, ops.rsqrt(ops.where(sq_norm > 0, sq_norm, 1.0))
-
-    def _step_size(self, v, grad_sq, bias_correction, lr):
-        """Per-neuron step size lr * scale / sqrt(v_hat), and the new `v`.
-
-        A neuron whose `grad_sq` is not finite (a NaN or Inf gradient entry)
-        gets step size 0 and its average only decays, as if its gradient were
-        zero.
-        """
-        finite = ops.isfinite(grad_sq)
-        v_new = self.beta * v + (1.0 - self.beta) * ops.where(finite, grad_sq, 0.0)
-        v_hat = v_new / bias_correction
-        # No epsilon: a zero average means a zero gradient, and a zero step
-        # (computed without an rsqrt(0) = inf, as above).
-        stepping = ops.logical_and(finite, v_hat > 0)
-        c = ops.where(stepping, lr * ops.rsqrt(ops.where(stepping, v_hat, 1.0)), 0.0)
-        return c, v_new
-
     def _summary_title(self):
         state = sum(math.prod(v.shape) for v in self._velocities)
         weights = sum(math.prod(l.shape) for l in self._neuron_layouts)
@@ -355,11 +308,48 @@ class Nero(constraints_lib.LayoutReport, keras.optimizers.Optimizer):
                 "constraints": self.constraints,
                 "layouts": dict(self.layouts),
                 "unconstrained": list(self.unconstrained),
+                **self._plan_config(),
             }
         )
         return config
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        plan = config.pop("plan", None)
+        optimizer = super().from_config(config, custom_objects=custom_objects)
+        optimizer._saved_plan = plan
+        return optimizer
 
-Nero.__doc__ = Nero.__doc__.replace(
-    "{{base_optimizer_keyword_args}}", base_optimizer_keyword_args
-)
+
+def step_size(v, grad_sq, beta, bias_correction, lr):
+    """Per-neuron step size `lr / sqrt(v_hat)`, and the new running average `v`.
+
+    `lr` is the learning rate times the tensor's scale. A neuron whose `grad_sq`
+    is not finite (a NaN or Inf gradient entry) gets step size 0 and its
+    average only decays, as if its gradient were zero. No epsilon: a zero
+    average means a zero gradient, and gives a zero step.
+    """
+    finite = ops.isfinite(grad_sq)
+    v_new = beta * v + (1.0 - beta) * ops.where(finite, grad_sq, 0.0)
+    v_hat = v_new / bias_correction
+    # rsqrt(0) = inf is never computed, even in the branch where() drops:
+    # tf.debugging.enable_check_numerics flags any inf an op produces.
+    stepping = ops.logical_and(finite, v_hat > 0)
+    c = ops.where(stepping, lr * ops.rsqrt(ops.where(stepping, v_hat, 1.0)), 0.0)
+    return c, v_new
+
+
+def mean_and_inv_norm(n, u_sum, u_sq, center=True, normalize=True):
+    """Per-neuron mean and 1 / norm of the centred `u`, from sum(u) and sum(u^2).
+
+    `n` is the fan-in. A zero norm (a neuron that is exactly zero) is divided
+    by 1, not 0. Without `center` the mean is 0; without `normalize` 1 / norm
+    is 1.
+    """
+    mean = u_sum / n if center else 0.0
+    if not normalize:
+        return mean, 1.0
+    sq_norm = u_sq - u_sum * mean if center else u_sq
+    # 0 and rounding-negative sums -> 1, with no inf even where unpicked.
+    return mean, ops.rsqrt(ops.where(sq_norm > 0, sq_norm, 1.0))

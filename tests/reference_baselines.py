@@ -1,11 +1,18 @@
 """NumPy Madam and pytorch-lamb, written from the spec, in float64.
 
-From ../shared/notes/reference.md ("Baselines the paper compares against"):
-Madam (Bernstein et al. 2020b, per synapse) and the cybertronai pytorch-lamb the
-paper uses for LAMB. Both act on whole tensors of any shape (Madam element by
-element, LAMB with whole-tensor norms), so neither needs a neuron layout; the
-"+ constraints" variants compose them with `tests.reference.project`, which the
-tests apply to neuron-first rows they lay out by hand.
+The two relative optimisers Liu et al. (2021) compare Nero with in Section 5.2
+and Figure 2 (each also "+ constraints"):
+- Madam (Bernstein et al. 2020b), per synapse: v = beta v + (1 - beta) g^2,
+  bias-corrected; g* = clip(g / sqrt(v_hat), -g_bound, g_bound) with NaN -> 0;
+  w = w * exp(-lr g* sign(w)), then clipped to [-max, max], max = p_scale times
+  the RMS of the tensor at the first step (g_bound 10, p_scale 3).
+- LAMB as the paper ran it, the cybertronai pytorch-lamb: Adam moments without
+  bias correction, eps 1e-6, trust ratio clamp(||w||, 0, 10) / ||adam step||
+  (1 where either norm is 0); beta_1 = 0, as the paper fixed it everywhere.
+Both act on whole tensors of any shape (Madam element by element, LAMB with
+whole-tensor norms), so neither needs a neuron layout; the "+ constraints"
+variants compose them with `tests.reference.project`, which the tests apply to
+neuron-first rows laid out by hand (`tests.reference.to_rows`).
 
 These follow the spec literally (NaN -> 0 in Madam only after the division);
 where our optimisers deliberately differ (non-finite gradients) the tests say so.

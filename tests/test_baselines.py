@@ -5,8 +5,6 @@ hand-computed numbers, Keras' optimiser-test template and the invariants each
 baseline promises. Backend-agnostic except where marked `tensorflow_only`.
 """
 
-import copy
-
 import hypothesis
 import hypothesis.strategies as st
 import keras
@@ -15,7 +13,8 @@ import pytest
 from keras import ops
 
 import nero_tf
-from tests.reference import project
+from tests.conftest import assert_config_round_trip, assert_neurons_balanced
+from tests.reference import project, to_rows
 from tests.reference_baselines import MadamReference, PaperLambReference
 
 pytestmark = [
@@ -197,36 +196,19 @@ def test_paper_lamb_differs_from_keras_lamb():
     assert np.linalg.norm(results[1] - [30.0, 40.0]) == pytest.approx(5.0, rel=1e-4)
 
 
-# ---- Keras' optimiser-test template: config and arguments ------------------
-
-
-@pytest.mark.parametrize("make", [
-    lambda: nero_tf.Madam(learning_rate=0.02, beta=0.99, g_bound=5.0, p_scale=2.0,
-                          clipnorm=1.0),
-    lambda: nero_tf.PaperLamb(learning_rate=0.06, beta_1=0.9, beta_2=0.99,
-                              epsilon=1e-8, use_ema=True),
-    lambda: nero_tf.Madam(learning_rate=keras.optimizers.schedules.ExponentialDecay(
-        0.01, 10, 0.9)),
-], ids=["madam", "paper_lamb", "schedule"])
-def test_config_round_trip(make):
-    optimizer = make()
-    config = optimizer.get_config()
-    # (Keras' from_config swaps a schedule's config for the object in place.)
-    clone = type(optimizer).from_config(copy.deepcopy(config))
-    assert clone.get_config() == config
-    revived = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    assert type(revived) is type(optimizer) and revived.get_config() == config
+# ---- Keras' optimiser-test template: arguments -----------------------------
+# (Config round trips of every optimiser: tests/test_contract.py.)
 
 
 @pytest.mark.parametrize(
     "cls,kwargs,message",
     [
-        (nero_tf.Madam, {"learning_rate": 0.0}, "`learning_rate` must be positive"),
+        (nero_tf.Madam, {"learning_rate": -0.1}, "`learning_rate` must be non-negative"),
         (nero_tf.Madam, {"beta": 1.5}, r"`beta` must be in \[0, 1\). Received: beta=1.5"),
         (nero_tf.Madam, {"g_bound": 0}, "`g_bound` must be positive"),
         (nero_tf.Madam, {"p_scale": -3.0}, "`p_scale` must be positive"),
         (nero_tf.Madam, {"p_scale": "3"}, "`p_scale` must be positive"),
-        (nero_tf.PaperLamb, {"learning_rate": -1}, "`learning_rate` must be positive"),
+        (nero_tf.PaperLamb, {"learning_rate": -1}, "`learning_rate` must be non-negative"),
         (nero_tf.PaperLamb, {"beta_1": 1.0}, r"`beta_1` must be in \[0, 1\)"),
         (nero_tf.PaperLamb, {"beta_2": -0.1}, r"`beta_2` must be in \[0, 1\)"),
         (nero_tf.PaperLamb, {"epsilon": -1e-6}, "`epsilon` must be non-negative"),
@@ -248,20 +230,19 @@ def test_bad_arguments_are_rejected_with_keras_style_messages(cls, kwargs, messa
         cls(**kwargs)
 
 
+@pytest.mark.parametrize("cls", [nero_tf.Madam, nero_tf.PaperLamb])
+def test_zero_learning_rate_is_accepted_and_freezes_the_weights(cls):
+    # As every Keras optimizer: 0 freezes the weights (a warm-up starts there).
+    kernel = keras.Variable(np.array([[1.0, 0.5], [2.0, -1.0]]), name="kernel")
+    optimizer = cls(learning_rate=0.0)
+    optimizer.build([kernel])
+    before = keras.ops.convert_to_numpy(kernel)
+    for _ in range(3):
+        optimizer.apply([np.array([[0.3, -2.0], [1.0, 0.1]])], [kernel])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel), before)
+
+
 # ---- Constrained -----------------------------------------------------------
-
-# Each kernel in neuron-first rows, laid out by hand from reference.md's table
-# (independently of nero_tf.layouts), and back: (to_rows, from_rows).
-ROWS = {
-    "dense": (lambda x: x.T, lambda r, shape: r.T),  # (in, out)
-    "conv2d": (lambda x: x.reshape(-1, x.shape[-1]).T,  # (kh, kw, in, out)
-               lambda r, shape: r.T.reshape(shape)),
-    "conv2d_transpose": (  # (kh, kw, out, in): neurons on axis -2
-        lambda x: np.moveaxis(x, 2, 0).reshape(x.shape[2], -1),
-        lambda r, shape: np.moveaxis(r.reshape(shape[2], shape[0], shape[1], shape[3]),
-                                     0, 2)),
-}
-
 
 def conv_model(seed=0):
     """Dense + Conv2D + Conv2DTranspose, default names; biases made non-zero."""
@@ -275,26 +256,15 @@ def conv_model(seed=0):
     ])
 
 
-def layer_kind(path):
-    owner = path.split("/")[-2]  # "conv2d_transpose_3" -> "conv2d_transpose"
-    return owner.rsplit("_", 1)[0] if owner[-1].isdigit() else owner
-
-
 def project_keras(value, path, center=True, normalize=True):
-    """Project a Keras-layout kernel through its hand-written neuron rows."""
+    """Project a Keras-layout kernel through its neuron rows, laid out by hand
+    (`tests.reference.to_rows`), and put the rows back in the Keras layout."""
     x = np.asarray(as_numpy(value), np.float64)
-    to_rows, from_rows = ROWS[layer_kind(path)]
-    return from_rows(project(to_rows(x), center, normalize), x.shape)
-
-
-def assert_balanced(variables, atol=1e-5):
-    for v in variables:
-        if len(v.shape) <= 1:
-            continue
-        rows = ROWS[layer_kind(v.path)][0](as_numpy(v))
-        np.testing.assert_allclose(rows.mean(axis=1), 0, atol=atol, err_msg=v.path)
-        np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=atol,
-                                   err_msg=v.path)
+    # where each row entry came from in x: lay out the flat indices of x
+    source = to_rows(path, np.arange(x.size).reshape(x.shape)).astype(np.int64)
+    out = np.empty(x.size)
+    out[source.ravel()] = project(to_rows(path, x), center, normalize).ravel()
+    return out.reshape(x.shape)
 
 
 @pytest.mark.parametrize("constraints", [True, "center", "normalize", False])
@@ -332,7 +302,7 @@ def test_constrained_keeps_every_neuron_centred_and_unit_norm(inner):
     biases = [as_numpy(v).copy() for v in variables if len(v.shape) == 1]
     optimizer = nero_tf.Constrained(inner())
     optimizer.build(variables)
-    assert_balanced(variables)  # projected at build, before any step
+    assert_neurons_balanced(variables)  # projected at build, before any step
     for v, b in zip([v for v in variables if len(v.shape) == 1], biases):
         np.testing.assert_array_equal(as_numpy(v), b)  # element-wise: untouched
     layouts = {l.path: l for l in optimizer.neuron_layouts()}
@@ -343,7 +313,7 @@ def test_constrained_keeps_every_neuron_centred_and_unit_norm(inner):
     for _ in range(4):
         optimizer.apply([rng.normal(size=v.shape).astype("float32") * 10
                          for v in variables], variables)
-        assert_balanced(variables)
+        assert_neurons_balanced(variables)
 
 
 def test_constrained_builds_the_inner_optimizer_on_projected_weights():
@@ -404,13 +374,9 @@ def test_constrained_config_round_trip_with_nested_optimizer():
         nero_tf.PaperLamb(learning_rate=schedule, beta_1=0.9), constraints="normalize",
         layouts={"block/w": [0, 1], "emb/*": "last"}, unconstrained=["logits/*"],
         name="lamb_c")
-    config = optimizer.get_config()
-    assert config["optimizer"]["class_name"] == "PaperLamb"
-    for revived in (nero_tf.Constrained.from_config(config),
-                    keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))):
-        assert isinstance(revived, nero_tf.Constrained)
+    assert optimizer.get_config()["optimizer"]["class_name"] == "PaperLamb"
+    for revived in assert_config_round_trip(optimizer):
         assert isinstance(revived.inner_optimizer, nero_tf.PaperLamb)
-        assert revived.get_config() == config
         assert revived.inner_optimizer.beta_1 == 0.9
         assert isinstance(revived.inner_optimizer._learning_rate,
                           keras.optimizers.schedules.ExponentialDecay)
@@ -422,36 +388,7 @@ def test_constrained_config_round_trip_with_nested_optimizer():
 # ---- model.fit ---------------------------------------------------------------
 
 
-def _projection_probe(jit_compile):
-    """First-batch loss under fit, and the losses at projected/unprojected weights."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 6)).astype("float32")
-    y = rng.normal(size=(32, 3)).astype("float32")
-
-    def make():
-        keras.utils.set_random_seed(0)
-        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(5),
-                                 keras.layers.Dense(3)])
-
-    reference = make()
-    raw = reference.get_weights()
-    loss_raw = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
-    reference.set_weights([project(w.T).T if w.ndim == 2 else w for w in raw])
-    loss_projected = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
-
-    model = make()
-    model.compile(optimizer=nero_tf.Constrained(nero_tf.PaperLamb(1e-4)), loss="mse",
-                  jit_compile=jit_compile)
-    history = model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    return history.history["loss"][0], loss_projected, loss_raw
-
-
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_constrained_fit_projects_before_the_first_forward_pass(jit_compile):
-    first, projected, raw = _projection_probe(jit_compile)
-    assert abs(projected - raw) > 0.05  # the probe can tell them apart
-    np.testing.assert_allclose(first, projected, rtol=1e-5)
-
+# (That fit projects before the first forward pass: tests/test_contract.py.)
 
 FIT_OPTIMIZERS = {
     "madam": lambda: nero_tf.Madam(learning_rate=0.05),
@@ -487,40 +424,8 @@ def test_fit_loss_is_finite_and_decreases(name, jit_compile):
     assert losses[-1] < 0.9 * losses[0]
 
 
-@pytest.mark.tensorflow_only
-def test_mirrored_strategy_matches_a_single_device(mirrored_strategy):
-    # Constrained(Madam): Madam's update and the projection, on two replicas.
-    import tensorflow as tf
-
-    x, y = _separable(64)
-
-    def run(strategy):
-        with strategy.scope():
-            keras.utils.set_random_seed(0)
-            model = keras.Sequential([keras.Input((10,)),
-                                      keras.layers.Dense(6, bias_initializer="ones"),
-                                      keras.layers.Dense(2)])
-            model.compile(optimizer=FIT_OPTIMIZERS["madam_c"](),
-                          loss=keras.losses.SparseCategoricalCrossentropy(
-                              from_logits=True))
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
-        # every replica's copy of each weight
-        return [strategy.experimental_local_results(w.value) for w in model.weights]
-
-    single = run(tf.distribute.get_strategy())
-    strategy = mirrored_strategy  # shared: see tests/conftest.py
-    assert strategy.num_replicas_in_sync == 2
-    mirrored = run(strategy)
-    assert not np.allclose(single[1][0], 1.0)  # Madam moved the (non-zero) biases
-    for (a,), copies in zip(single, mirrored):
-        assert len(copies) == 2
-        for b in copies:
-            np.testing.assert_allclose(a, b, atol=1e-5)
-    for kernel in mirrored[0]:
-        np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1, atol=1e-5)
-
-
 # ---- saving and restoring --------------------------------------------------
+# (`.keras` files: tests/test_contract.py.)
 
 
 def _fresh(make_optimizer, seed=0):
@@ -536,30 +441,6 @@ def _train(model, steps, seed):
     for _ in range(steps):
         model.train_on_batch(rng.normal(size=(16, 6)).astype("float32"),
                              rng.normal(size=(16, 3)).astype("float32"))
-
-
-@pytest.mark.parametrize("make", [
-    lambda: nero_tf.Constrained(nero_tf.PaperLamb(learning_rate=0.05, beta_1=0.9)),
-    lambda: nero_tf.Madam(learning_rate=0.05),
-], ids=["paper_lamb_c", "madam"])
-def test_keras_file_restores_optimizer_state_exactly_and_resumes(tmp_path, make):
-    straight = _fresh(make)
-    _train(straight, 4, seed=1)
-    _train(straight, 4, seed=2)
-
-    first = _fresh(make)
-    _train(first, 4, seed=1)
-    first.save(tmp_path / "run.keras")
-    resumed = keras.saving.load_model(tmp_path / "run.keras")
-    assert type(resumed.optimizer) is type(first.optimizer)
-    assert len(resumed.optimizer.variables) == len(first.optimizer.variables)
-    for a, b in zip(resumed.optimizer.variables, first.optimizer.variables):
-        np.testing.assert_array_equal(as_numpy(a), as_numpy(b), err_msg=a.path)
-    for a, b in zip(resumed.get_weights(), first.get_weights()):
-        np.testing.assert_array_equal(a, b)  # loading never re-projects
-    _train(resumed, 4, seed=2)
-    for a, b in zip(resumed.get_weights(), straight.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.tensorflow_only

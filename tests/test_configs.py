@@ -1,12 +1,16 @@
-"""The config schema (train/config.py), the saved configs and the quickstart.
+"""The config schema (train/config.py, typed.py, checks.py), the saved configs and the quickstart.
 
 Fast: nothing here trains. Running every saved config in --smoke mode is in
 test_train.py.
 """
 
 import copy
+import os
 import pathlib
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +19,7 @@ from hypothesis import strategies as st
 from train import config as config_lib
 from train import quickstart
 from train.config import ConfigError
+from tests.conftest import assert_config_round_trips, run_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAVED = sorted((ROOT / "saved_configs").glob("*/*.yaml"))
@@ -52,25 +57,40 @@ def test_saved_config_parses_with_and_without_smoke(path):
     assert smoke.data.name == "synthetic"
     assert smoke.training.epochs == 1
     assert list(smoke.optimizers) == list(config.optimizers)
-    # Round trip through the run directory's config.yaml.
-    assert config_lib.parse(config_lib.yaml_load(config_lib.dump(config))) == config
+    assert_config_round_trips(config)
+    assert_config_round_trips(smoke)
+
+
+def header_commands(path):
+    """The `python -m train ...` commands in a saved config's header, as argv lists."""
+    header = path.read_text().split("\nexperiment:")[0]
+    text = "\n".join(line.lstrip("#").strip() for line in header.splitlines())
+    text = text.replace("\\\n", " ")  # continued lines
+    return [shlex.split(line)[3:] for line in re.findall(r"python -m train [^\n]*", text)]
 
 
 @pytest.mark.parametrize("path", SAVED, ids=SAVED_IDS)
-def test_saved_config_header_says_what_it_reproduces(path):
-    text = path.read_text()
-    header = text.split("\nexperiment:")[0]
-    assert re.search(r"^# Figure \d", header, re.M)
-    assert (
-        f"python -m train --config saved_configs/{path.parent.name}/{path.name}"
-        in header
-    )
-    assert "--smoke" in header
-    assert "# Cost" in header
-    assert "# Paper result" in header
+def test_the_commands_in_a_saved_configs_header_run_that_config(path, capsys, monkeypatch):
+    # Each header names its figure (as the file name does), the full command
+    # and the seconds-long --smoke one; both must resolve to this config.
+    header = path.read_text().split("\nexperiment:")[0]
+    (figure,) = re.findall(r"^# Figure (\d+)", header, re.M)
+    assert f"fig{figure}" in path.stem
+    commands = header_commands(path)
+    assert sorted("--smoke" in argv for argv in commands) == [False, True], commands
+    monkeypatch.chdir(ROOT)
+    for argv in commands:
+        status, stdout, err = run_cli(argv + ["--print-config"], capsys)
+        assert status == 0, err
+        smoke = "--smoke" in argv
+        overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        expected = config_lib.load(path, overrides, smoke=smoke)
+        assert config_lib.parse(config_lib.yaml_load(stdout)) == expected
+        assert (expected.data.name == config_lib.SYNTHETIC) is smoke
 
 
-# Learning rates of experiments.md, per saved config and label.
+# The tuned learning rates of the paper's Appendix A and the authors' scripts,
+# per saved config and label.
 PAPER_LRS = {
     "vgg11_fig6": {"nero": 0.01, "sgd": 0.1, "adam": 0.001, "lamb": 0.01},
     "resnet18_fig6": {"nero": 0.01, "sgd": 0.1, "adam": 0.01, "lamb": 0.1},
@@ -164,12 +184,20 @@ def test_quickstart_is_the_deep_mlp_comparison():
     assert smoke.model.kwargs["depth"] < 10 and smoke.training.epochs == 1
 
 
-def test_quickstart_ships_inside_the_package():
-    # Embedded as Python, so a non-editable install carries it too.
-    import train.quickstart
-
-    assert pathlib.Path(train.quickstart.__file__).suffix == ".py"
-    assert "optimizers:" in train.quickstart.YAML
+def test_the_schema_imports_without_tensorflow():
+    # Only the checks (train.checks, run by parse) ask Keras and TensorFlow.
+    code = (
+        "import sys, train.config; "
+        "raw = train.config.read('saved_configs/cifar10/vgg11_fig6.yaml'); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
+        "print(raw['experiment'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "cifar10-vgg11-fig6"
 
 
 # ------------------------------------------------------------------ schema errors
@@ -463,7 +491,7 @@ def _check_outcome(raw):
         assert "\n" not in str(e)
         return
     assert isinstance(config, config_lib.Config)
-    assert config_lib.parse(config_lib.to_dict(config)) == config
+    assert_config_round_trips(config)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -32,9 +32,15 @@ from train import __main__ as cli
 from train import callbacks as callbacks_lib
 from train import data as data_lib
 from train import diagnose
+from train import backup as backup_lib
 from train import loop as loop_lib
 from train import runner
-from tests.harness_utils import keras_file_arrays, run_cli
+from tests.conftest import (
+    assert_same_keras_state,
+    interrupted,
+    one_error_line,
+    run_cli,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,13 +56,6 @@ pytestmark = [
 def fresh_keras_session():
     yield
     keras.backend.clear_session()
-
-
-def one_error_line(err):
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def tree_digest(directory):
@@ -136,12 +135,7 @@ def test_a_run_killed_with_sigkill_three_times_ends_bit_identical(tmp_path):
     assert "resuming from its backup" in (out / "log.txt").read_text()
 
     # Weights AND optimizer variables, bit for bit.
-    expected = keras_file_arrays(reference / "nero" / "model.keras")
-    actual = keras_file_arrays(out / "nero" / "model.keras")
-    assert expected.keys() == actual.keys()
-    assert any(name.startswith("optimizer/") for name in expected)
-    for name in expected:
-        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+    assert_same_keras_state(reference / "nero" / "model.keras", out / "nero" / "model.keras")
     # The logs too: same epochs, same batches, no duplicates from the attempts.
     for name in ("history.json", "batches.csv", "monitor.csv"):
         assert (out / "nero" / name).read_text() == (reference / "nero" / name).read_text(), name
@@ -152,43 +146,6 @@ def test_a_run_killed_with_sigkill_three_times_ends_bit_identical(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     # (TensorFlow's C++ start-up lines come first in a subprocess.)
     assert "holds a finished run of this config" in done.stderr.strip().splitlines()[-1]
-
-
-class _Interrupt(keras.callbacks.Callback):
-    """Ctrl-C at batch `batch` of epoch `epoch`: after it (`when="end"`) or before it."""
-
-    def __init__(self, epoch=1, batch=0, when="end"):
-        super().__init__()
-        self.at = (epoch, batch)
-        self.when = when
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.when == "begin" and (self.epoch, batch) == self.at:
-            raise KeyboardInterrupt
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.when == "end" and (self.epoch, batch) == self.at:
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def interrupted(monkeypatch, *args, **kwargs):
-    """Within: every run's callbacks include an `_Interrupt(*args, **kwargs)`."""
-    real = callbacks_lib.standard
-
-    def standard(*a, **k):
-        cbs, monitor = real(*a, **k)
-        return cbs + [_Interrupt(*args, **kwargs)], monitor
-
-    monkeypatch.setattr(callbacks_lib, "standard", standard)
-    try:
-        yield
-    finally:
-        monkeypatch.setattr(callbacks_lib, "standard", real)
 
 
 SMOKE = ["--smoke", "--only", "nero", "--set", "training.epochs=3"]
@@ -309,16 +266,6 @@ def test_a_backup_of_another_architecture_or_optimizer_is_refused_untouched(
     assert not (out / "nero" / "metrics.json").exists()
 
 
-def test_a_keras_backup_and_restore_backup_is_refused(tmp_path):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile(keras.optimizers.SGD(), "mse")
-    model.optimizer.build(model.trainable_variables)
-    (tmp_path / "latest.weights.h5").write_bytes(b"x")
-    backup = loop_lib.Backup(tmp_path, model, model.optimizer)
-    with pytest.raises(loop_lib.BackupMismatch, match="BackupAndRestore"):
-        backup.restore()
-
-
 def test_resuming_under_mirrored_strategy_is_exact(
     tmp_path, capsys, monkeypatch, harness_mirrored_on_two_cpus
 ):
@@ -336,10 +283,7 @@ def test_resuming_under_mirrored_strategy_is_exact(
     status, stdout, err = run_cli(common + ["--out", out], capsys)
     assert status == 0, err
     assert "resuming from its backup at epoch 1, batch 1 (global step 3)" in stdout
-    expected = keras_file_arrays(reference / "nero" / "model.keras")
-    actual = keras_file_arrays(out / "nero" / "model.keras")
-    for name in expected:
-        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+    assert_same_keras_state(reference / "nero" / "model.keras", out / "nero" / "model.keras")
     assert (out / "nero" / "history.json").read_text() == (
         reference / "nero" / "history.json"
     ).read_text()
@@ -397,8 +341,8 @@ def _train_until_failure(model, optimizer, dataset, tmp_path, *, steps=4, epochs
     )
     optimizer.build(model.trainable_variables)
     strategy = tf.distribute.get_strategy()
-    loop_lib.build_metrics(model, strategy, dataset.train.element_spec)
-    backup = loop_lib.Backup(tmp_path / "backup", model, optimizer)
+    backup_lib.build_metrics(model, strategy, dataset.train.element_spec)
+    backup = backup_lib.Backup(tmp_path / "backup", model, optimizer)
     guard = callbacks_lib.NonFiniteLoss()
     trainer = loop_lib.Loop(
         model,
@@ -606,8 +550,7 @@ def _assert_clean(status, out, err):
     assert "Traceback" not in out + err
     if status != 0:
         assert status == 2, (status, err)
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        one_error_line(err)
 
 
 YAML_TEXT = st.one_of(

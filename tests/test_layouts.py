@@ -11,7 +11,20 @@ import nero_tf
 from nero_tf import layouts
 
 # (case name, path, shape, expected fan-in axes or None for element-wise).
-# Each row is one line of the table in reference.md.
+# A neuron is one output unit and the weights that feed it (its fan-in). Where
+# Keras keeps them, per layer:
+#   Dense kernel (in, out): fan-in axis 0.
+#   Conv1D/2D/3D kernel (k..., in, out): all but the last axis.
+#   Conv1D/2D/3DTranspose kernel (k..., out, in): all but the second-to-last.
+#   DepthwiseConv1D/2D kernel (k..., in, multiplier): the kernel axes only.
+#   SeparableConv depthwise_kernel: as depthwise; pointwise_kernel
+#     (1.., in * multiplier, out): all but the last.
+#   Embedding (vocab, dim): axis 1 (a neuron per token).
+#   MultiHeadAttention query/key/value kernels (d_model, heads, head_dim): 0;
+#     attention_output (heads, head_dim, d_model): 0, 1.
+#   LSTM/GRU/SimpleRNN cells' kernel and recurrent_kernel (in, k * units): 0.
+#   Biases of any rank, normalisation gains and offsets, scalars, and any
+#     fan-in of one: element-wise.
 SHAPE_CASES = [
     ("dense_kernel", "dense/kernel", (784, 100), (0,)),
     ("dense_bias", "dense/bias", (100,), None),
@@ -172,7 +185,7 @@ def test_model_layouts_sees_subclassed_dense():
 
 def test_model_layouts_needs_a_built_model():
     model = keras.Sequential([keras.layers.Dense(3)])
-    with pytest.raises(ValueError, match="built model"):
+    with pytest.raises(ValueError, match="needs a model with weights"):
         nero_tf.model_layouts(model)
 
 
@@ -218,7 +231,7 @@ def test_projection_is_centred_unit_norm_for_any_layout(shape, data):
         assert np.all(np.abs(np.linalg.norm(rows, axis=1) - 1) <= tol)
 
 
-# Per-neuron sums are computed by `backend.split_sum` (blocks added, then
+# Per-neuron sums are computed by `tf_cpu.split_sum` (blocks added, then
 # reduced). Named cases: (name, shape, reduced axes), forced to split
 # (min_size=0) and compared with a float64 NumPy sum.
 SPLIT_SUM_CASES = [
@@ -237,7 +250,7 @@ SPLIT_SUM_CASES = [
 def test_split_sum_equals_a_plain_sum(shape, axes):
     x = np.random.default_rng(0).normal(size=shape).astype("float32")
     got = keras.ops.convert_to_numpy(
-        nero_tf.backend.split_sum(x, axes, parts=8, min_size=0))
+        nero_tf.tf_cpu.split_sum(x, axes, parts=8, min_size=0))
     want = np.sum(x.astype(np.float64), axis=axes, keepdims=True)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
@@ -249,9 +262,9 @@ def test_split_sum_equals_a_plain_sum(shape, axes):
 )
 def test_split_sum_and_square_sum_equal_plain_sums(shape, axes, paired):
     # Nero's sum(u) and sum(u^2) as one split sum of a broadcast pair
-    # (backend.split_sum_and_square_sum), or as two split sums.
+    # (tf_cpu.split_sum_and_square_sum), or as two split sums.
     x = np.random.default_rng(2).normal(size=shape).astype("float32")
-    got = nero_tf.backend.split_sum_and_square_sum(x, axes, paired=paired, min_size=0)
+    got = nero_tf.tf_cpu.split_sum_and_square_sum(x, axes, paired=paired, min_size=0)
     x64 = x.astype(np.float64)
     for got_sum, want in zip(got, (x64, x64 * x64)):
         want = np.sum(want, axis=axes, keepdims=True)
@@ -263,12 +276,12 @@ def test_split_sum_and_square_sum_equal_plain_sums(shape, axes, paired):
 def test_neuron_sum_splits_large_tensors_where_it_pays_and_still_matches(monkeypatch):
     layout = layouts.resolve("dense/kernel", (300, 130))
     x = np.random.default_rng(1).normal(size=(300, 130)).astype("float32")
-    assert x.size >= nero_tf.backend.SPLIT_MIN_SIZE
+    assert x.size >= nero_tf.tf_cpu.SPLIT_MIN_SIZE
     calls = []
     plain = keras.ops.sum
     monkeypatch.setattr(keras.ops, "sum", lambda *a, **k: calls.append(a) or plain(*a, **k))
-    got = keras.ops.convert_to_numpy(layout.neuron_sum(x))
-    if nero_tf.backend.split_sums_pay_off():  # TensorFlow on CPU
+    got = keras.ops.convert_to_numpy(nero_tf.formulation.default().neuron_sum(layout, x))
+    if nero_tf.tf_cpu.is_tensorflow_on_cpu():
         # 300 rows = 8 blocks of 37 + 4 left over: reductions of 37 and 4 rows.
         assert [tuple(a[0].shape) for a in calls] == [(37, 130), (4, 130)]
     else:

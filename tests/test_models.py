@@ -60,7 +60,18 @@ def test_unknown_name_raises():
         models.build("vgg12")
 
 
-@pytest.mark.parametrize("name", models.names())
+# The image classifiers. The text models take token ids (test_transformer.py)
+# and the GAN networks [inputs, labels] (test_gan.py); those files run the same checks.
+CLASSIFIERS = [name for name in models.names() if models.spec(name).cls in TINY]
+
+
+def deep_ones_slow(names, deep=("resnet101", "resnet152")):
+    """The deepest variants (the same blocks as ResNet-50, more of them) as slow."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n.startswith(deep) else n
+            for n in names]
+
+
+@pytest.mark.parametrize("name", deep_ones_slow(CLASSIFIERS))
 def test_every_model_runs_and_rebuilds_from_its_config(name):
     model = tiny(name)
     assert isinstance(model, keras.Model)
@@ -93,7 +104,8 @@ def test_get_config_returns_exactly_the_constructor_arguments():
     )
 
 
-@pytest.mark.parametrize("name", ["mlp100", "vgg11", "resnet18_cifar", "resnet50"])
+@pytest.mark.parametrize("name", deep_ones_slow(
+    ["mlp100", "vgg11", "resnet18_cifar", "resnet50"], deep=("resnet50",)))
 def test_keras_file_round_trip_gives_identical_predictions(name, tmp_path):
     model = tiny(name)
     x = random_batch(model, batch=4)

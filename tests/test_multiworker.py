@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from tests.harness_utils import keras_file_arrays as _arrays
+
+from tests.conftest import keras_file_arrays
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -106,9 +107,9 @@ def test_two_workers_train_like_one_process_on_the_global_batch(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
 
-    chief = _arrays(out / "nero" / "model.keras")
-    worker = _arrays(worker_dir / "nero" / "model.keras")
-    alone = _arrays(single / "nero" / "model.keras")
+    chief = keras_file_arrays(out / "nero" / "model.keras")
+    worker = keras_file_arrays(worker_dir / "nero" / "model.keras")
+    alone = keras_file_arrays(single / "nero" / "model.keras")
     assert chief.keys() == worker.keys() == alone.keys()
     assert any(name.startswith("optimizer/") for name in chief)
     for name in chief:

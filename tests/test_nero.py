@@ -1,10 +1,13 @@
 """Nero against the NumPy reference, Keras' optimiser-test template, invariants.
 
+What every exported optimiser promises (config round trip, `.keras` resume,
+the projection before the first step, MirroredStrategy) is in
+test_contract.py.
+
 Backend-agnostic: these also run under KERAS_BACKEND=jax (see test_backends.py).
 """
 
 import math
-import re
 import warnings
 
 import keras
@@ -13,44 +16,12 @@ import pytest
 from keras import ops
 
 import nero_tf
-from nero_tf import backend, layouts
-from tests.reference import NeroReference, project
+from nero_tf import backend, layouts, tf_cpu
+from tests.conftest import assert_neurons_balanced, first_fit_loss_probe
+from tests.reference import NeroReference, project, to_rows
 
 # Bare variables have no layer in their path: Nero guesses (rightly) and warns.
 pytestmark = pytest.mark.filterwarnings("ignore:.*guessed their neuron layout")
-
-# Each Keras layout turned into neuron-first rows by hand, from the table in
-# reference.md (independently of nero_tf.layouts): (layer kind, shape, to_rows).
-NEURON_FIRST = {
-    "dense/kernel": lambda x: x.T,  # (in, out)
-    "conv2d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (kh, kw, in, out)
-    "conv1d/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
-    "conv2d_transpose/kernel": lambda x: np.moveaxis(x, 2, 0).reshape(x.shape[2], -1),
-    "depthwise_conv2d/kernel": lambda x: np.moveaxis(
-        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),  # (kh, kw, in, mult)
-    "separable_conv2d/depthwise_kernel": lambda x: np.moveaxis(
-        x.reshape(-1, x.shape[2] * x.shape[3]), 1, 0),
-    "separable_conv2d/pointwise_kernel": lambda x: x.reshape(-1, x.shape[-1]).T,
-    "embedding/embeddings": lambda x: x,  # (vocab, dim): a row per token
-    "query/kernel": lambda x: x.reshape(x.shape[0], -1).T,  # (d, heads, hd)
-    "key/kernel": lambda x: x.reshape(x.shape[0], -1).T,
-    "value/kernel": lambda x: x.reshape(x.shape[0], -1).T,
-    "attention_output/kernel": lambda x: x.reshape(-1, x.shape[-1]).T,  # (h, hd, d)
-    "lstm_cell/kernel": lambda x: x.T,  # (in, 4 units)
-    "lstm_cell/recurrent_kernel": lambda x: x.T,
-    "gru_cell/kernel": lambda x: x.T,
-    "gru_cell/recurrent_kernel": lambda x: x.T,
-}
-
-
-def to_rows(path, x):
-    x = np.asarray(x, np.float64)
-    owner, name = path.split("/")[-2:]
-    key = f"{re.sub(r'_[0-9]+$', '', owner)}/{name}"
-    if key in NEURON_FIRST:
-        return NEURON_FIRST[key](x)
-    return x.reshape(-1)  # element-wise: biases, gains, offsets of any rank
-
 
 def every_layer_model():
     """One variable of every layer kind, default Keras names."""
@@ -106,7 +77,7 @@ def test_matches_numpy_reference_on_every_layer_kind(constraints):
 
 
 def large_tensor_model():
-    """Tensors big enough for Nero's split per-neuron sums (backend.split_sum),
+    """Tensors big enough for Nero's split per-neuron sums (tf_cpu.split_sum),
     with fan-ins that leave rows over (300 = 8 x 37 + 4) and that do not."""
     keras.utils.set_random_seed(2)
     img_in = keras.Input((6, 6, 40))
@@ -122,7 +93,7 @@ def large_tensor_model():
 def test_matches_numpy_reference_on_tensors_with_split_sums():
     model = large_tensor_model()
     variables = model.trainable_variables
-    split = [v for v in variables if math.prod(v.shape) >= backend.SPLIT_MIN_SIZE]
+    split = [v for v in variables if math.prod(v.shape) >= tf_cpu.SPLIT_MIN_SIZE]
     assert len(split) == 4  # conv, embedding, both dense kernels
     assert_follows_reference(variables, nero_tf.Nero(learning_rate=0.05, beta=0.9), 6, seed=3)
 
@@ -172,16 +143,9 @@ def test_constraints_hold_after_build_and_every_step():
     optimizer.build(variables)
     rng = np.random.default_rng(5)
     for _ in range(5):
-        for layout, constrained, v in zip(
-            optimizer.neuron_layouts(), optimizer._constrained, variables
-        ):
-            rows = to_rows(v.path, v.numpy())
-            if constrained:
-                np.testing.assert_allclose(rows.mean(axis=1), 0, atol=1e-6)
-                np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
-            else:
-                assert layout.elementwise
+        assert_neurons_balanced(variables)  # every kernel kind, laid out by hand
         optimizer.apply(random_grads(variables, rng), variables)
+    assert_neurons_balanced(variables)
 
 
 def test_state_is_one_float_per_neuron():
@@ -198,31 +162,12 @@ def test_state_is_one_float_per_neuron():
 # ---- Keras' optimiser-test template ----------------------------------------
 
 
-def test_config_round_trip():
-    optimizer = nero_tf.Nero(
-        learning_rate=0.02, beta=0.99, constraints="center",
-        layouts={"block/w": [0, 1], "emb/*": "last"}, unconstrained=["logits/*"],
-        clipnorm=1.0, use_ema=True, gradient_accumulation_steps=2)
-    config = optimizer.get_config()
-    clone = nero_tf.Nero.from_config(config)
-    assert clone.get_config() == config
-    assert config["beta"] == 0.99 and config["constraints"] == "center"
-    revived = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    assert isinstance(revived, nero_tf.Nero) and revived.get_config() == config
-
-
-def test_config_round_trip_with_schedule():
-    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)
-    optimizer = nero_tf.Nero(learning_rate=schedule)
-    clone = nero_tf.Nero.from_config(optimizer.get_config())
-    assert isinstance(clone.learning_rate, type(optimizer.learning_rate))
-
-
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
-        ({"learning_rate": -1}, "`learning_rate` must be positive"),
+        ({"learning_rate": -0.01}, r"`learning_rate` must be non-negative. "
+                                   r"Received: learning_rate=-0.01"),
+        ({"learning_rate": -1}, "`learning_rate` must be non-negative"),
         ({"beta": 1.0}, r"`beta` must be in \[0, 1\)"),
         ({"beta": -0.1}, r"`beta` must be in \[0, 1\)"),
         ({"beta": "high"}, r"`beta` must be in \[0, 1\)"),
@@ -237,6 +182,24 @@ def test_config_round_trip_with_schedule():
 def test_bad_arguments_are_rejected_with_keras_style_messages(kwargs, message):
     with pytest.raises(ValueError, match=message):
         nero_tf.Nero(**kwargs)
+
+
+def test_zero_learning_rate_is_accepted_and_leaves_the_projected_weights():
+    # As every Keras optimizer: 0 freezes the weights (a warm-up starts there),
+    # while the running averages still take in the gradients.
+    kernel = keras.Variable(np.array([[1.0, 0.5], [2.0, -1.0], [4.0, 3.0]]), name="kernel")
+    bias = keras.Variable(np.array([0.5, -0.5]), name="bias")
+    optimizer = nero_tf.Nero(learning_rate=0.0, beta=0.9)
+    optimizer.build([kernel, bias])
+    projected = [ops.convert_to_numpy(v) for v in (kernel, bias)]
+    np.testing.assert_allclose(projected[0], project(np.array(
+        [[1.0, 0.5], [2.0, -1.0], [4.0, 3.0]]).T).T, atol=1e-6)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        optimizer.apply([rng.normal(size=(3, 2)), rng.normal(size=2)], [kernel, bias])
+    for variable, before in zip((kernel, bias), projected):
+        np.testing.assert_allclose(ops.convert_to_numpy(variable), before, atol=1e-6)
+    assert np.all(ops.convert_to_numpy(optimizer._velocities[0]) > 0)
 
 
 def test_golden_values_over_several_steps():
@@ -472,18 +435,19 @@ def test_low_precision_variables_keep_the_constraints(dtype):
 
 
 @pytest.mark.parametrize("compile_min_size", [None, 0], ids=["default", "all-compiled"])
-def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size, monkeypatch):
+def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size):
     # all-compiled: with TF on CPU, every tensor's update is an XLA function in
-    # the graph (backend.compiled_updates_pay_off), inside the loss scaler's cond.
-    if compile_min_size is not None:
-        monkeypatch.setattr(backend, "COMPILE_MIN_SIZE", compile_min_size)
+    # the graph (TensorFlowCPUFormulation.compiles), inside the loss scaler's cond.
     keras.utils.set_random_seed(0)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
         model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
                                   keras.layers.Dense(4)])
-        optimizer = keras.optimizers.LossScaleOptimizer(nero_tf.Nero(learning_rate=0.05))
+        nero = nero_tf.Nero(learning_rate=0.05)
+        if compile_min_size is not None and tf_cpu.is_tensorflow_on_cpu():
+            nero.formulation = tf_cpu.TensorFlowCPUFormulation(compile_min_size=compile_min_size)
+        optimizer = keras.optimizers.LossScaleOptimizer(nero)
         model.compile(optimizer=optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
@@ -495,54 +459,21 @@ def test_mixed_precision_fit_with_loss_scale_optimizer(compile_min_size, monkeyp
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     kernel = model.layers[0].kernel.numpy()
     np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1, atol=1e-5)
-    compiled = optimizer.inner_optimizer._compiled.tracing_counts()
-    if compile_min_size == 0 and backend.split_sums_pay_off():
+    compiled = {key: fn.experimental_get_tracing_count()
+                for key, fn in optimizer.inner_optimizer.formulation.compiled.items()}
+    if compile_min_size == 0 and tf_cpu.is_tensorflow_on_cpu():
         assert len(compiled) == 4  # two kernels, two biases
     else:
         assert compiled == {}
 
 
-# ---- model.fit and the initial projection ----------------------------------
-
-
-def _projection_probe(jit_compile, run_eagerly=False, build_first=False):
-    """First-batch loss under fit, and the losses at projected/unprojected weights."""
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 6)).astype("float32")
-    y = rng.normal(size=(32, 3)).astype("float32")
-
-    def make():
-        keras.utils.set_random_seed(0)
-        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5),
-                              keras.layers.Dense(3)])
-        return m
-
-    reference = make()
-    raw = [w.copy() for w in reference.get_weights()]
-    loss_raw = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
-    reference.set_weights([project(w.T).T if w.ndim == 2 else w for w in raw])
-    loss_projected = float(np.mean((reference.predict(x, verbose=0) - y) ** 2))
-
-    model = make()
-    optimizer = nero_tf.Nero(learning_rate=1e-4)
-    model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile,
-                  run_eagerly=run_eagerly)
-    if build_first:
-        optimizer.build(model.trainable_variables)
-    history = model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    return history.history["loss"][0], loss_projected, loss_raw
-
-
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_fit_projects_before_the_first_forward_pass(jit_compile):
-    first, projected, raw = _projection_probe(jit_compile)
-    assert abs(projected - raw) > 0.05  # the probe can tell them apart
-    np.testing.assert_allclose(first, projected, rtol=1e-5)
+# ---- model.fit ---------------------------------------------------------------
+# (That fit projects before the first forward pass: tests/test_contract.py.)
 
 
 def test_run_eagerly_projects_before_the_first_pass_once_built_explicitly():
-    first, projected, _ = _projection_probe(False, run_eagerly=True, build_first=True)
+    first, projected, _ = first_fit_loss_probe(
+        lambda: nero_tf.Nero(learning_rate=1e-4), run_eagerly=True, build_first=True)
     np.testing.assert_allclose(first, projected, rtol=1e-5)
 
 
@@ -560,42 +491,7 @@ def test_fit_learns_a_separable_problem():
     assert history.history["accuracy"][-1] > 0.9
 
 
-# ---- saving and restoring --------------------------------------------------
-
-
-def _train(model, optimizer, steps, seed):
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        x = rng.normal(size=(16, 6)).astype("float32")
-        y = rng.normal(size=(16, 3)).astype("float32")
-        model.train_on_batch(x, y)
-
-
-def _fresh(seed=0):
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
-                              keras.layers.Dense(3)])
-    model.compile(optimizer=nero_tf.Nero(learning_rate=0.05), loss="mse")
-    return model
-
-
-def test_keras_file_resumes_exactly_like_an_uninterrupted_run(tmp_path):
-    straight = _fresh()
-    _train(straight, straight.optimizer, 4, seed=1)
-    _train(straight, straight.optimizer, 4, seed=2)
-
-    first = _fresh()
-    _train(first, first.optimizer, 4, seed=1)
-    first.save(tmp_path / "run.keras")
-    resumed = keras.saving.load_model(tmp_path / "run.keras")
-    assert isinstance(resumed.optimizer, nero_tf.Nero)
-    for a, b in zip(resumed.optimizer.variables, first.optimizer.variables):
-        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
-    for a, b in zip(resumed.get_weights(), first.get_weights()):
-        np.testing.assert_array_equal(a, b)  # loading never re-projects
-    _train(resumed, resumed.optimizer, 4, seed=2)
-    for a, b in zip(resumed.get_weights(), straight.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+# ---- loss scaling --------------------------------------------------------------
 
 
 def test_loss_scale_factor_leaves_the_trajectory_unchanged():

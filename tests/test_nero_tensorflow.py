@@ -1,6 +1,8 @@
 """Nero with TensorFlow's machinery: checkpoints, SavedModel, tf.distribute,
 tf.function custom loops, sparse gradients."""
 
+import functools
+
 import hypothesis
 import hypothesis.strategies as st
 import keras
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 
 import nero_tf
+from nero_tf.tf_cpu import TensorFlowCPUFormulation
 from tests.reference import NeroReference, project
 from tests.test_nero import assert_follows_reference, large_tensor_model
 
@@ -17,6 +20,12 @@ pytestmark = [
     pytest.mark.tensorflow_only,
     pytest.mark.filterwarnings("ignore:.*guessed their neuron layout"),
 ]
+
+
+def _tracing_counts(optimizer):
+    """{key: times traced} of the per-shape XLA functions Nero's updates ran in."""
+    return {key: fn.experimental_get_tracing_count()
+            for key, fn in optimizer.formulation.compiled.items()}
 
 
 def _model(seed=0):
@@ -105,39 +114,28 @@ def test_savedmodel_serves_and_its_variables_restore_nero_state(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("updates", ["graph", "xla-per-shape"])
+# (The plain graph step under MirroredStrategy: tests/test_contract.py.)
+@pytest.mark.parametrize("updates", ["xla-per-shape"])
 def test_mirrored_strategy_follows_the_single_device_trajectory(
-    mirrored_strategy, updates, monkeypatch
+    mirrored_strategy, updates
 ):
-    if updates == "xla-per-shape":  # every tensor's update XLA-compiled, per replica
-        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 0)
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
     y = np.random.default_rng(1).normal(size=(64, 3)).astype("float32")
     results = []
     for strategy in (tf.distribute.get_strategy(), mirrored_strategy):
         with strategy.scope():
             model = _model()
-            model.compile(optimizer=nero_tf.Nero(learning_rate=0.05), loss="mse")
+            optimizer = nero_tf.Nero(learning_rate=0.05)
+            if updates == "xla-per-shape":  # every update XLA-compiled, per replica
+                optimizer.formulation = TensorFlowCPUFormulation(compile_min_size=0)
+            model.compile(optimizer=optimizer, loss="mse")
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         results.append(model.get_weights())
-        compiled = model.optimizer._compiled.tracing_counts()
+        compiled = _tracing_counts(model.optimizer)
         assert len(compiled) == (4 if updates == "xla-per-shape" else 0)
     assert strategy.num_replicas_in_sync == 2
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, atol=1e-5)
-
-
-def test_mirrored_strategy_projects_before_the_first_step(mirrored_strategy):
-    strategy = mirrored_strategy
-    with strategy.scope():
-        model = _model()
-        optimizer = nero_tf.Nero()
-        model.compile(optimizer=optimizer, loss="mse")
-        optimizer.build(model.trainable_variables)
-    kernel = model.layers[0].kernel
-    for replica_value in strategy.experimental_local_results(kernel.value):
-        np.testing.assert_allclose(np.linalg.norm(replica_value.numpy(), axis=0), 1,
-                                   atol=1e-6)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
@@ -227,20 +225,17 @@ def test_random_shapes_and_layouts_match_the_reference(shape, data, lr, beta):
 
 
 @pytest.mark.parametrize("mode", ["graph", "graph-xla-per-shape", "xla", "xla-inline"])
-def test_compiled_step_with_split_sums_matches_numpy_reference(mode, monkeypatch):
+def test_compiled_step_with_split_sums_matches_numpy_reference(mode):
     # graph-xla-per-shape: the large tensors' updates run as XLA functions
-    # inside the graph (backend.compiled_updates_pay_off), as larger ones do.
+    # inside the graph (TensorFlowCPUFormulation.compiles), as larger ones do.
     # xla: every update is a per-shape function, inlined by XLA; xla-inline:
     # the same traced per tensor (what the per-shape functions replace).
     jit_compile = mode.startswith("xla")
-    if mode == "graph":
-        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 1 << 40)
-    else:
-        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 1 << 15)
-    if mode == "xla-inline":
-        monkeypatch.setattr(nero_tf.nero, "compiled_updates_pay_off", lambda size: False)
     variables = large_tensor_model().trainable_variables
     optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9)
+    optimizer.formulation = TensorFlowCPUFormulation(
+        compile_min_size=1 << 40 if mode == "graph" else 1 << 15,
+        compile_under_xla=mode != "xla-inline")
     compiled = tf.function(
         lambda grads: optimizer.apply(grads, variables), jit_compile=jit_compile)
 
@@ -253,7 +248,7 @@ def test_compiled_step_with_split_sums_matches_numpy_reference(mode, monkeypatch
 
     assert_follows_reference(variables, Compiled, 6, seed=3)
     assert compiled.experimental_get_tracing_count() == 1
-    traced = optimizer._compiled.tracing_counts()
+    traced = _tracing_counts(optimizer)
     large = [(300, 128), (300, 130), (352, 300), (360, 96)]  # conv, embedding, dense x2
     if mode == "graph-xla-per-shape":
         assert sorted(k[0] for k in traced) == large
@@ -264,21 +259,42 @@ def test_compiled_step_with_split_sums_matches_numpy_reference(mode, monkeypatch
     assert set(traced.values()) <= {1}
 
 
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_plain_formulation_matches_numpy_reference_under_tensorflow(jit_compile):
+    # The formulation every other backend and device gets, here under TF.
+    variables = large_tensor_model().trainable_variables
+    optimizer = nero_tf.Nero(learning_rate=0.05, beta=0.9)
+    optimizer.formulation = nero_tf.formulation.Formulation()
+    compiled = tf.function(
+        lambda grads: optimizer.apply(grads, variables), jit_compile=jit_compile)
+
+    class Compiled:
+        build = optimizer.build
+
+        @staticmethod
+        def apply(grads, _):
+            compiled([tf.constant(g) for g in grads])
+
+    assert_follows_reference(variables, Compiled, 6, seed=3)
+    assert optimizer.formulation.compiled == {}
+
+
 @pytest.mark.parametrize(
     "mode, summed",
     [("eager", [(300, 128)]), ("graph", [(300, 128)]), ("xla", [(300, 16)])],
 )
 def test_row_sums_are_split_under_xla_only(mode, summed, monkeypatch):
     # An Embedding table's neurons are rows: TF's row sums are fast in graph
-    # mode, XLA's are not (backend.split_sum).
+    # mode, XLA's are not (tf_cpu.split_sum).
     layout = nero_tf.layouts.resolve("embedding/embeddings", (300, 128))
     x = tf.random.normal((300, 128))
     calls = []
     plain = keras.ops.sum
     monkeypatch.setattr(keras.ops, "sum", lambda *a, **k: calls.append(a) or plain(*a, **k))
-    run = {"eager": layout.neuron_sum,
-           "graph": tf.function(layout.neuron_sum),
-           "xla": tf.function(layout.neuron_sum, jit_compile=True)}[mode]
+    fn = functools.partial(TensorFlowCPUFormulation().neuron_sum, layout)
+    run = {"eager": fn,
+           "graph": tf.function(fn),
+           "xla": tf.function(fn, jit_compile=True)}[mode]
     got = run(x).numpy()
     assert [tuple(a[0].shape) for a in calls] == summed
     np.testing.assert_allclose(got, tf.reduce_sum(x, 1, keepdims=True).numpy(),
@@ -297,7 +313,7 @@ def test_row_sums_are_split_under_xla_only(mode, summed, monkeypatch):
     ],
 )
 def test_sum_and_square_sum_are_one_paired_sum_under_xla_only(mode, path, summed, monkeypatch):
-    # backend.split_sum_and_square_sum: under XLA, sum(x) and sum(x^2) of a
+    # tf_cpu.split_sum_and_square_sum: under XLA, sum(x) and sum(x^2) of a
     # kernel are one split sum of a broadcast pair; elsewhere two split sums.
     shape = (300, 130) if path == "dense/kernel" else (300, 128)
     layout = nero_tf.layouts.resolve(path, shape)
@@ -305,7 +321,7 @@ def test_sum_and_square_sum_are_one_paired_sum_under_xla_only(mode, path, summed
     calls = []
     plain = keras.ops.sum
     monkeypatch.setattr(keras.ops, "sum", lambda *a, **k: calls.append(a) or plain(*a, **k))
-    fn = layout.neuron_sum_and_square_sum
+    fn = functools.partial(TensorFlowCPUFormulation().neuron_sum_and_square_sum, layout)
     run = {"eager": fn, "graph": tf.function(fn),
            "xla": tf.function(fn, jit_compile=True)}[mode]
     got_sum, got_sq = (t.numpy() for t in run(x))
@@ -318,7 +334,7 @@ def test_sum_and_square_sum_are_one_paired_sum_under_xla_only(mode, path, summed
 
 
 @pytest.mark.parametrize("mode", ["eager", "graph", "graph-large"])
-def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode, monkeypatch):
+def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode):
     # enable_check_numerics fails on any inf or NaN an op produces, even one a
     # where() then discards: zero gradients (v = 0) and an all-zero neuron
     # (norm 0) must not produce one. Large enough for the split sums.
@@ -339,7 +355,7 @@ def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode, monk
     if mode != "eager":
         apply = tf.function(apply)
     if mode == "graph-large":  # big enough for an XLA-compiled update
-        monkeypatch.setattr(nero_tf.backend, "COMPILE_MIN_SIZE", 1 << 15)
+        optimizer.formulation = TensorFlowCPUFormulation(compile_min_size=1 << 15)
     tf.debugging.enable_check_numerics()
     try:
         for _ in range(2):
@@ -347,7 +363,7 @@ def test_steps_pass_tf_check_numerics_with_zero_neurons_and_gradients(mode, monk
     finally:
         tf.debugging.disable_check_numerics()
     # Not compiled while check_numerics is on: its ops have no XLA kernel.
-    assert optimizer._compiled.tracing_counts() == {}
+    assert _tracing_counts(optimizer) == {}
     after = kernel.numpy()
     np.testing.assert_array_equal(after[:, 5], 0.0)
     np.testing.assert_allclose(np.linalg.norm(np.delete(after, 5, axis=1), axis=0), 1, atol=1e-5)
@@ -381,9 +397,9 @@ def test_graph_mode_compiles_one_update_per_view_shape():
 
     graph_optimizer, graph_weights = run(compiled=True)
     eager_optimizer, eager_weights = run(compiled=False)
-    traced = graph_optimizer._compiled.tracing_counts()
+    traced = _tracing_counts(graph_optimizer)
     assert sorted(k[0] for k in traced) == [(600, 500), (600, 600)]
     assert set(traced.values()) == {1}
-    assert eager_optimizer._compiled.tracing_counts() == {}
+    assert _tracing_counts(eager_optimizer) == {}
     for got, want in zip(graph_weights, eager_weights):
         np.testing.assert_allclose(got, want, atol=2e-6)

@@ -18,6 +18,7 @@ failures (a NaN/Inf loss) exit with 1, after the other runs.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -148,11 +149,10 @@ def _lock_owner(out):
 def _lock(out):
     import socket
 
+    from train.files import atomic_write
+
     path = os.path.join(out, LOCK)
-    tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()}\n")
-    os.replace(tmp, path)
+    atomic_write(path, f"{socket.gethostname()} {os.getpid()}\n")
     return path
 
 
@@ -276,107 +276,141 @@ def main(argv=None):
         return _fail(f"{e} (see python -m train --help)")
 
     from train import config as config_lib
+    from train.runner import SetupError
+
+    try:
+        config = _resolve_config(args)
+        if args.print_config:
+            print(config_lib.dump(config), end="")
+            return 0
+        place = _place(args, config)
+    except (config_lib.ConfigError, SetupError) as e:
+        return _fail(e)
+
+    _quiet_tensorflow()
+    if place.mode == "resume" and args.out is None:
+        print(f"continuing the unfinished run in {place.out} (--out chooses the run directory)")
+    try:
+        return _run(args, argv, config, place)
+    finally:
+        if place.mode == "worker" and not args.worker_dir:
+            import shutil
+
+            shutil.rmtree(place.write_dir, ignore_errors=True)
+        elif place.mode != "worker":
+            _unlock(place.lock)
+
+
+def _resolve_config(args):
+    """The config the command line names (default: the quickstart), resolved and checked."""
+    from train import config as config_lib
     from train import quickstart
+
+    raw = config_lib.read(args.config) if args.config else quickstart.raw()
+    config = config_lib.resolve(raw, args.overrides, smoke=args.smoke)
+    if args.only is not None and args.only not in config.optimizers:
+        raise config_lib.ConfigError(
+            f"--only {args.only}: no such optimizer label "
+            f"(labels: {', '.join(config.optimizers)})"
+        )
+    return config
+
+
+@dataclasses.dataclass
+class _Place:
+    """Where this process writes and resumes from.
+
+    `mode` is "new", "resume" (an unfinished run of this config in `out`) or
+    "worker" (a non-chief worker: it writes into its own `write_dir` and
+    resumes from the chief's `out`); `lock` is the chief's lock file.
+    """
+
+    out: str
+    write_dir: str
+    read_dir: str
+    mode: str
+    lock: str = None
+
+
+def _place(args, config):
+    """Choose, check and lock the run directory (chief), or a worker's own directory."""
+    from train import strategy as strategy_lib
+    from train.runner import SetupError
+
+    chief = strategy_lib.is_chief(config.strategy)
+    if config.strategy == "multiworker" and not args.out:
+        raise SetupError(
+            "strategy multiworker needs --out: every worker must name the same run "
+            "directory (the chief writes it; the others resume from it)"
+        )
+    if args.worker_dir and chief:
+        raise SetupError("--worker-dir is for the non-chief workers of a multiworker run")
+    labels = [args.only] if args.only is not None else list(config.optimizers)
+    out = args.out
+    if out is None:
+        out = os.path.join("runs", f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if not args.overwrite:
+            out = _default_out(config, labels)
+    if not chief:
+        # Only the chief writes the run directory; this worker writes into its own
+        # directory (TensorFlow's advice) and resumes from the chief's backups.
+        write_dir = args.worker_dir or tempfile.mkdtemp(prefix="nero_tf-worker-")
+        os.makedirs(write_dir, exist_ok=True)
+        return _Place(out, write_dir, out, "worker")
+    mode = _prepare_out(out, config, labels, overwrite=args.overwrite, resume=args.resume)
+    return _Place(out, out, out, mode, lock=_lock(out))
+
+
+def _quiet_tensorflow():
+    """Silence TensorFlow's and absl's warnings that say nothing about the run.
+
+    One model per run retraces Keras' train function each time: expected, so
+    TensorFlow's "retracing" warnings are noise here; and TFDS warns through
+    absl about data it then reports missing in our own error.
+    """
+    import tensorflow as tf
+    from absl import logging as absl_logging
+
+    tf.get_logger().setLevel("ERROR")
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def _run(args, argv, config, place):
+    """Run the experiment; the exit status, with errors as one line on stderr."""
+    from train import backup as backup_lib
+    from train import config as config_lib
+    from train import loop as loop_lib
+    from train import runner
     from train.runner import SetupError
     from train.strategy import StrategyError
 
     try:
-        if args.config:
-            raw = config_lib.read(args.config)
-        else:
-            raw = quickstart.raw()
-        config = config_lib.resolve(raw, args.overrides, smoke=args.smoke)
-        if args.only is not None and args.only not in config.optimizers:
-            raise config_lib.ConfigError(
-                f"--only {args.only}: no such optimizer label "
-                f"(labels: {', '.join(config.optimizers)})"
-            )
-        if args.print_config:
-            print(config_lib.dump(config), end="")
-            return 0
-        from train import strategy as strategy_lib
-
-        chief = strategy_lib.is_chief(config.strategy)
-        if config.strategy == "multiworker" and not args.out:
-            raise SetupError(
-                "strategy multiworker needs --out: every worker must name the same run "
-                "directory (the chief writes it; the others resume from it)"
-            )
-        if args.worker_dir and chief:
-            raise SetupError("--worker-dir is for the non-chief workers of a multiworker run")
-        labels = [args.only] if args.only is not None else list(config.optimizers)
-        out = args.out
-        if out is None:
-            out = os.path.join(
-                "runs", f"{config.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
-            )
-            if not args.overwrite:
-                out = _default_out(config, labels)
-        if chief:
-            mode = _prepare_out(
-                out, config, labels, overwrite=args.overwrite, resume=args.resume
-            )
-            write_dir, read_dir = out, out
-            lock = _lock(out)
-        else:
-            # Only the chief writes the run directory; this worker writes into its own
-            # directory (TensorFlow's advice) and resumes from the chief's backups.
-            mode = "worker"
-            write_dir = args.worker_dir or tempfile.mkdtemp(prefix="nero-train-worker-")
-            os.makedirs(write_dir, exist_ok=True)
-            read_dir = out
-    except (config_lib.ConfigError, SetupError) as e:
-        return _fail(e)
-
-    import tensorflow as tf
-
-    from train import loop as loop_lib
-    from train import runner
-
-    # One model per run retraces Keras' train function each time: expected,
-    # so TensorFlow's "retracing" warnings are noise here; and TFDS warns
-    # through absl about data it then reports missing in our own error.
-    tf.get_logger().setLevel("ERROR")
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    if mode == "resume" and args.out is None:
-        print(f"continuing the unfinished run in {out} (--out chooses the run directory)")
-    try:
         runner.run(
             config,
-            write_dir,
+            place.write_dir,
             argv=argv,
             smoke=args.smoke,
             only=args.only,
-            resume=mode == "resume",
-            read_dir=read_dir,
+            read_dir=place.read_dir,
         )
     except (
         config_lib.ConfigError,
         SetupError,
         StrategyError,
-        loop_lib.BackupMismatch,
+        backup_lib.BackupMismatch,
         loop_lib.WorkersDisagree,
     ) as e:
-        _cleanup(write_dir, mode == "new")
+        _cleanup(place.write_dir, place.mode == "new")
         return _fail(e)
     except loop_lib.TrainingFailed as e:
         return _fail(e, status=EXIT_TRAINING_FAILED)
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted; the same command (or --resume --out {out}) continues from "
-            "the last backup",
+            f"\ninterrupted; the same command (or --resume --out {place.out}) continues "
+            "from the last backup",
             file=sys.stderr,
         )
         return 130
-    finally:
-        if mode == "worker" and not args.worker_dir:
-            import shutil
-
-            shutil.rmtree(write_dir, ignore_errors=True)
-        elif mode != "worker":
-            _unlock(lock)
     return 0
 
 

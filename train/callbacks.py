@@ -375,8 +375,8 @@ def standard(run_dir, logging, *, log=print):
     """The callbacks of one run, per the config's `logging` section.
 
     Returns `(callbacks, monitor)`; `monitor` is the NeroMonitor or None.
-    Backups are not a callback: the harness loop (`train.loop.Backup`) takes
-    them, so that a run resumes at the exact batch it was killed in.
+    Backups are not a callback: the harness loop takes them (`train.backup`),
+    so that a run resumes at the exact batch it was killed in.
     TensorBoard logs are skipped, with a note, when the `tensorboard` package
     is missing (`tensorflow-cpu` does not pull it in).
     """

@@ -1,10 +1,15 @@
-"""Experiment configs as data: typed dataclasses, strict YAML, dotted overrides.
+"""The experiment config schema: typed dataclasses, strict YAML, dotted overrides.
 
 A config file is YAML read with a safe loader. Its shape is the dataclass
 `Config` below; every unknown key and every wrongly typed value is a
-`ConfigError` whose one-line message names the key path:
+`ConfigError` (from `train.typed`) whose one-line message names the key path,
+and so is every value `train.checks` refuses (a range, an unknown model,
+dataset or optimizer name):
 
     optimizers.nero.learning_rate: expected a number, got 'fast'
+
+This module imports neither Keras nor TensorFlow; `parse` imports the checks,
+which ask the models, datasets and optimizers what exists.
 
     experiment: cifar10-vgg11-fig6          # names the run directory
     description: ...                         # free text, copied to meta.json
@@ -27,12 +32,12 @@ and check the result. `to_dict(config)` gives back plain YAML-able data that
 
 import copy
 import dataclasses
-import math
 import re
-import typing
 from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
+
+from train.typed import ConfigError, describe, join, parse_dataclass
 
 SCHEDULE_NAMES = (
     "constant",
@@ -43,10 +48,6 @@ SCHEDULE_NAMES = (
 )
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 SYNTHETIC = "synthetic"
-
-
-class ConfigError(ValueError):
-    """A config is invalid. The message is one line and names the key path."""
 
 
 # --------------------------------------------------------------------------- YAML
@@ -255,301 +256,6 @@ class Config:
     smoke: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-# ------------------------------------------------------------ generic type parse
-
-
-def _describe(value):
-    if isinstance(value, str):
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "...'"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def _expected(tp):
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if origin is Literal:
-        return "one of " + ", ".join(
-            str(a).lower() if isinstance(a, bool) else str(a)
-            for a in typing.get_args(tp)
-        )
-    if origin in (list, List):
-        return "a list"
-    if origin in (dict, Dict) or dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if origin is Union:
-        return " or ".join(
-            _expected(a) for a in typing.get_args(tp) if a is not type(None)
-        )
-    return str(tp)
-
-
-def _fail(path, message):
-    raise ConfigError(f"{path or '<config>'}: {message}")
-
-
-def _join(path, key):
-    return f"{path}.{key}" if path else str(key)
-
-
-def _parse(value, tp, path):
-    """`value` checked and converted to type `tp`, or a ConfigError at `path`."""
-    if tp is Any:
-        _check_finite(value, path)
-        return copy.deepcopy(value)
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _parse_dataclass(value, tp, path)
-    if origin is Union:
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _parse(value, arg, path)
-            except ConfigError:
-                pass
-        _fail(path, f"expected {_expected(tp)}, got {_describe(value)}")
-    if origin is Literal:
-        for choice in typing.get_args(tp):
-            # true must not match 1, nor 1 match true.
-            if type(value) is type(choice) and value == choice:
-                return value
-        _fail(path, f"expected {_expected(tp)}, got {_describe(value)}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                _fail(path, f"expected a finite number, got {_describe(value)}")
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif origin in (list, List):
-        if isinstance(value, list):
-            (item,) = typing.get_args(tp)
-            return [_parse(v, item, _join(path, i)) for i, v in enumerate(value)]
-    elif origin in (dict, Dict):
-        if isinstance(value, dict):
-            _, item = typing.get_args(tp)
-            out = {}
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    _fail(path, f"keys must be strings, got {_describe(k)}")
-                out[k] = _parse(v, item, _join(path, k))
-            return out
-    else:  # pragma: no cover - a schema bug, not a user error
-        raise TypeError(f"unsupported schema type {tp!r} at {path}")
-    _fail(path, f"expected {_expected(tp)}, got {_describe(value)}")
-
-
-def _check_finite(value, path):
-    """Free-form values (kwargs) may hold anything YAML does, but no NaN/inf."""
-    if isinstance(value, float) and not math.isfinite(value):
-        _fail(path, f"expected a finite number, got {_describe(value)}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, _join(path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, _join(path, i))
-
-
-def _parse_dataclass(value, cls, path):
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        _fail(path, f"expected a mapping, got {_describe(value)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in value:
-        if not isinstance(key, str) or key not in fields:
-            valid = ", ".join(fields)
-            _fail(_join(path, key), f"unknown key (valid keys: {valid})")
-    kwargs = {}
-    for name, field in fields.items():
-        if name in value:
-            kwargs[name] = _parse(value[name], hints[name], _join(path, name))
-        elif (
-            field.default is dataclasses.MISSING
-            and field.default_factory is dataclasses.MISSING
-        ):
-            _fail(_join(path, name), "missing (required)")
-    return cls(**kwargs)
-
-
-# ------------------------------------------------------------ value checks
-
-
-def _positive(path, value, allow_zero=False):
-    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        word = "non-negative" if allow_zero else "positive"
-        _fail(path, f"must be {word}, got {_describe(value)}")
-
-
-def _check(config):
-    """Checks beyond types: ranges, names, schedule fields, kwargs names."""
-    # Imported here: these pull in Keras / TensorFlow, the schema itself does not.
-    import models
-
-    from train import data as data_lib
-    from train import optimizers as optimizers_lib
-
-    t = config.training
-    for name in ("epochs", "batch_size", "validation_freq"):
-        _positive(f"training.{name}", getattr(t, name))
-    _positive("training.steps_per_epoch", t.steps_per_epoch)
-    _positive("training.seed", t.seed, allow_zero=True)
-    if not t.metrics:
-        _fail("training.metrics", "must name at least one metric")
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", config.experiment):
-        _fail(
-            "experiment",
-            "must be a name made of letters, digits, '.', '_', '+', '-' "
-            f"(it names the run directory), got {_describe(config.experiment)}",
-        )
-
-    if config.model.name not in models.names():
-        _fail(
-            "model.name",
-            f"unknown model {_describe(config.model.name)} "
-            f"(valid: {', '.join(models.names())})",
-        )
-    cls = models.spec(config.model.name).cls
-    _check_kwargs("model.kwargs", config.model.kwargs, cls, config.model.name)
-
-    d = config.data
-    valid_data = list(data_lib.names()) + [SYNTHETIC]
-    if d.name not in valid_data:
-        _fail(
-            "data.name",
-            f"unknown dataset {_describe(d.name)} (valid: {', '.join(valid_data)})",
-        )
-    synthetic_only = ("like", "input_shape", "num_classes", "train_size", "test_size")
-    if d.name == SYNTHETIC:
-        if d.like is None:
-            _fail(
-                "data.like",
-                f"required with data.name: synthetic (one of {', '.join(data_lib.names())})",
-            )
-        if d.like not in data_lib.names():
-            _fail(
-                "data.like",
-                f"unknown dataset {_describe(d.like)} (valid: {', '.join(data_lib.names())})",
-            )
-        for name in ("num_classes", "train_size", "test_size"):
-            _positive(f"data.{name}", getattr(d, name))
-        if d.input_shape is not None and (
-            not d.input_shape or any(s < 1 for s in d.input_shape)
-        ):
-            _fail("data.input_shape", f"must be positive sizes, got {d.input_shape}")
-    else:
-        for name in synthetic_only:
-            if getattr(d, name) is not None:
-                _fail(f"data.{name}", "only applies to data.name: synthetic")
-
-    s = config.schedule
-    allowed = SCHEDULE_FIELDS[s.name]
-    for field in dataclasses.fields(ScheduleConfig):
-        value = getattr(s, field.name)
-        if field.name == "name" or value is None:
-            continue
-        if field.name not in allowed:
-            _fail(
-                f"schedule.{field.name}",
-                f"not a parameter of schedule '{s.name}' "
-                f"(its parameters: {', '.join(allowed) or 'none'})",
-            )
-    for name in ("warmup_epochs", "decay_epochs", "peak_epoch"):
-        _positive(
-            f"schedule.{name}", getattr(s, name), allow_zero=name == "warmup_epochs"
-        )
-    if s.factor is not None and not 0 < s.factor <= 1:
-        _fail("schedule.factor", f"must be in (0, 1], got {s.factor}")
-    if s.decay_rate is not None and not 0 < s.decay_rate <= 1:
-        _fail("schedule.decay_rate", f"must be in (0, 1], got {s.decay_rate}")
-    if s.alpha is not None and not 0 <= s.alpha <= 1:
-        _fail("schedule.alpha", f"must be in [0, 1], got {s.alpha}")
-    if s.milestones is not None:
-        if any(m < 1 for m in s.milestones) or s.milestones != sorted(
-            set(s.milestones)
-        ):
-            _fail(
-                "schedule.milestones",
-                f"must be increasing positive epochs, got {s.milestones}",
-            )
-
-    if not config.optimizers:
-        _fail("optimizers", "must list at least one optimizer")
-    for label, opt in config.optimizers.items():
-        path = f"optimizers.{label}"
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_+-]*", label):
-            _fail(
-                path,
-                "a label must be letters, digits, '_', '+', '-' (it names a sub-directory)",
-            )
-        if opt.name not in optimizers_lib.NAMES:
-            _fail(
-                f"{path}.name",
-                f"unknown optimizer {_describe(opt.name)} "
-                f"(valid: {', '.join(optimizers_lib.NAMES)})",
-            )
-        _positive(f"{path}.learning_rate", opt.learning_rate)
-        try:
-            optimizers_lib.check_kwargs(opt.name, opt.kwargs)
-        except optimizers_lib.UnknownArgument as e:
-            _fail(f"{path}.kwargs.{e.key}", str(e))
-        except ValueError as e:
-            _fail(f"{path}.name", str(e))
-        _check_kwargs(f"{path}.model_kwargs", opt.model_kwargs, cls, config.model.name)
-
-    lv = config.logging
-    _positive("logging.backup_every", lv.backup_every, allow_zero=True)
-    _positive("logging.monitor_every", lv.monitor_every, allow_zero=True)
-    _positive("logging.batch_log_every", lv.batch_log_every, allow_zero=True)
-
-
-def _check_kwargs(path, kwargs, cls, model_name):
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [p for p in params if p != "self"]
-    for key in kwargs:
-        if key not in valid:
-            _fail(
-                _join(path, key),
-                f"not an argument of model '{model_name}' ({cls.__name__}; "
-                f"valid: {', '.join(valid)})",
-            )
-
-
 # ------------------------------------------------------------------ pipeline
 
 
@@ -557,15 +263,19 @@ def parse(raw):
     """A checked `Config` from plain data (a YAML document), or ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"<config>: expected a mapping at the top level, got {_describe(raw)}"
+            f"<config>: expected a mapping at the top level, got {describe(raw)}"
         )
-    config = _parse_dataclass(raw, Config, "")
-    _check(config)
+    # Imported here: the checks ask models, datasets and optimizers (Keras,
+    # TensorFlow) what exists; the schema itself needs neither.
+    from train.checks import check
+
+    config = parse_dataclass(raw, Config, "")
+    check(config)
     if config.smoke:
         # The smoke section must make a valid config too, checked up front so
         # a broken smoke section fails without --smoke as well.
         try:
-            _check(_parse_dataclass(merge(raw, config.smoke), Config, ""))
+            check(parse_dataclass(merge(raw, config.smoke), Config, ""))
         except ConfigError as e:
             raise ConfigError(f"{e} (after merging the smoke section)") from None
     return config
@@ -623,13 +333,13 @@ def resolve(raw, overrides=(), smoke=False):
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"<config>: expected a mapping at the top level, got {_describe(raw)}"
+            f"<config>: expected a mapping at the top level, got {describe(raw)}"
         )
     raw = apply_overrides(raw, overrides)
     if smoke:
         section = raw.get("smoke") or {}
         if not isinstance(section, dict):
-            raise ConfigError(f"smoke: expected a mapping, got {_describe(section)}")
+            raise ConfigError(f"smoke: expected a mapping, got {describe(section)}")
         raw = apply_overrides(merge(raw, section), overrides)
     return parse(raw)
 
@@ -677,16 +387,11 @@ def differences(a, b, path=""):
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in list(a) + [k for k in b if k not in a]:
-            out += differences(a.get(key), b.get(key), _join(path, key))
+            out += differences(a.get(key), b.get(key), join(path, key))
         return out
     if a == b and type(a) is type(b):
         return []
     return [(path or "<config>", a, b)]
-
-
-def describe(value):
-    """A short one-line rendering of a config value (for messages)."""
-    return _describe(value)
 
 
 def dump(config):

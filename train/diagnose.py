@@ -19,6 +19,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from nero_tf import _internals
+
 
 @dataclasses.dataclass
 class Finding:
@@ -128,7 +130,7 @@ def locate(model, x, training=True):
         ):
             finding = _probe_functional(model, x, training)
         else:
-            for layer in model._flatten_layers(include_self=False):  # noqa: SLF001
+            for layer in _internals.flatten_layers(model, include_self=False):
                 finding = _weights_finding(layer)
                 if finding:
                     return finding

@@ -28,8 +28,8 @@ import keras
 from keras import ops
 
 import nero_tf
+from train.schedules import PACKAGE
 
-PACKAGE = "nero_tf_train"
 CONSTRAINED_SUFFIX = "+constraints"
 WRAPPER_KWARGS = ("constraints", "unconstrained")
 # Arguments the harness sets itself.

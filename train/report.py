@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from train.files import atomic_write
+
 # Curves worth plotting, in panel order: (title, [(log key, legend label)]).
 PANELS = (
     ("loss", [("loss", "train"), ("val_loss", "test")]),
@@ -25,11 +27,8 @@ PANELS = (
 
 def write_json(path, data):
     """Write `data` as JSON, atomically (a killed process leaves the old file or the new)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_plain(data), f, indent=2, sort_keys=False, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(_plain(data), indent=2, sort_keys=False, allow_nan=False)
+    atomic_write(path, text + "\n")
 
 
 def _plain(value):

@@ -23,6 +23,7 @@ Layout of a run directory:
 
 import csv
 import functools
+import io
 import json
 import math
 import os
@@ -31,12 +32,14 @@ import time
 
 import keras
 
+from train import backup as backup_lib
 from train import callbacks as callbacks_lib
 from train import config as config_lib
 from train import optimizers as optimizers_lib
 from train import report
 from train import schedules
 from train import strategy as strategy_lib
+from train.files import atomic_write
 
 
 class SetupError(RuntimeError):
@@ -147,8 +150,8 @@ def build(config, label, selection, dataset):
             jit_compile=selection.jit_compile,
         )
         # Build now, eagerly: Nero (and Constrained) project the weights when
-        # built, and a BackupAndRestore checkpoint must be restored after that
-        # (keras-facts.md: building after a restore overwrites the state).
+        # built, and a backup must be restored after that (building after a
+        # restore would overwrite the restored optimizer state).
         optimizer.build(model.trainable_variables)
     return model, optimizer
 
@@ -176,12 +179,11 @@ def _trim_csv(path, keep):
     if not fields:
         os.remove(path)
         return
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
 def _int(text, default=-1):
@@ -246,7 +248,7 @@ def finished(run_dir):
 
 
 def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
-    """Train and evaluate one optimizer of the config; returns its metrics.
+    """Train and evaluate one optimizer of the config; returns `(metrics, history)`.
 
     `run_dir` is where this process writes; `read_dir` (default `run_dir`) where
     the backup to resume from is (the chief's run directory, for other workers).
@@ -263,22 +265,71 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     dataset = load_data(config, smoke)
     steps = steps_per_epoch(config, dataset)
     model, optimizer = build(config, label, selection, dataset)
-    loop_lib.build_metrics(model, selection.strategy, dataset.train.element_spec)
+    backup_lib.build_metrics(model, selection.strategy, dataset.train.element_spec)
     params = sum(math.prod(v.shape) for v in model.trainable_variables)
-    log(
+    log(_run_line(config, label, dataset, steps, params))
+    trainer, monitor = _trainer(
+        config, label, selection, dataset, model, optimizer,
+        steps=steps, run_dir=run_dir, read_dir=read_dir or run_dir, log=log,
+    )  # fmt: skip
+
+    start = time.perf_counter()
+    try:
+        trainer.fit()
+    except loop_lib.TrainingFailed as e:
+        _write_failure(run_dir, label, run, e)
+        log(f"{label}: error: {e}")
+        keras.backend.clear_session()
+        raise
+    fit_time = time.perf_counter() - start
+    test = trainer.evaluate()
+    wall = time.perf_counter() - start
+
+    history = _write_logs(run_dir, monitor)
+    metrics = _final_metrics(
+        config, label, history, test, monitor,
+        params=params, steps=steps, fit_time=fit_time, wall=wall,
+        resumed=trainer.resumed_from,
+    )  # fmt: skip
+    report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    if trainer.backup is not None:
+        trainer.backup.remove()  # only now: a kill before metrics.json resumes, not restarts
+    report.plot_run(
+        history,
+        os.path.join(run_dir, "curves.png"),
+        f"{config.experiment}: {label} ({run.name}, lr {run.learning_rate:g})",
+    )
+    keras.backend.clear_session()
+    return metrics, history
+
+
+def _run_line(config, label, dataset, steps, params):
+    """The log line that says what one run trains, on what, for how long."""
+    run = config.optimizers[label]
+    return (
         f"{label}: {optimizers_lib.describe(run.name, run.kwargs)} at lr {run.learning_rate:g} "
         f"({config.schedule.name} schedule); model {config.model.name} with "
         f"{params:,} trainable parameters; {dataset.name} {dataset.train_size} train / "
         f"{dataset.test_size} test examples, {steps} steps/epoch x {config.training.epochs} "
         f"epochs"
     )
+
+
+def _trainer(config, label, selection, dataset, model, optimizer, *, steps, run_dir,
+             read_dir, log):  # fmt: skip
+    """The `train.loop.Loop` of one run, with its backup, callbacks and log hooks.
+
+    Returns `(loop, monitor)`; `monitor` is the run's NeroMonitor, or None.
+    """
+    from train import loop as loop_lib
+
     backup = None
     if config.logging.backup:
-        backup = loop_lib.Backup(
+        backup = backup_lib.Backup(
             os.path.join(run_dir, "backup"),
             model,
             optimizer,
-            read_dir=os.path.join(read_dir or run_dir, "backup"),
+            read_dir=os.path.join(read_dir, "backup"),
         )
     cbs, monitor = callbacks_lib.standard(run_dir, config.logging, log=log)
     guard = callbacks_lib.NonFiniteLoss()
@@ -312,39 +363,45 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
         log=log,
     )
     guard.locate = functools.partial(_locate, trainer, model, dataset)
+    return trainer, monitor
 
-    start = time.perf_counter()
-    try:
-        trainer.fit()
-    except loop_lib.TrainingFailed as e:
-        failure = {
-            "label": label,
-            "optimizer": run.name,
-            "learning_rate": run.learning_rate,
-            "status": "failed",
-            "error": str(e),
-            **{k: v for k, v in e.report.items() if k != "message"},
-        }
-        report.write_json(os.path.join(run_dir, "metrics.json"), failure)
-        log(f"{label}: error: {e}")
-        keras.backend.clear_session()
-        raise
-    fit_time = time.perf_counter() - start
-    test = trainer.evaluate()
-    wall = time.perf_counter() - start
 
+def _write_failure(run_dir, label, run, error):
+    """metrics.json of a run that stopped on a non-finite loss: where it started."""
+    failure = {
+        "label": label,
+        "optimizer": run.name,
+        "learning_rate": run.learning_rate,
+        "status": "failed",
+        "error": str(error),
+        **{k: v for k, v in error.report.items() if k != "message"},
+    }
+    report.write_json(os.path.join(run_dir, "metrics.json"), failure)
+
+
+def _write_logs(run_dir, monitor):
+    """history.json from the CSV log, and the monitor's last rows; returns the history."""
     history = report.read_history_csv(os.path.join(run_dir, "history.csv"))
     report.write_json(os.path.join(run_dir, "history.json"), history)
     if monitor is not None:
         # Appends after the rows saved before each backup (and by earlier attempts).
         monitor.write_csv(os.path.join(run_dir, "monitor.csv"), append=True)
+    return history
+
+
+def _final_metrics(config, label, history, test, monitor, *, params, steps, fit_time,
+                   wall, resumed):  # fmt: skip
+    """What a finished run reports in metrics.json."""
+    run = config.optimizers[label]
 
     def last(key):
         values = [v for v in history.get(key) or [] if v is not None]
         return values[-1] if values else None
 
-    resumed = trainer.resumed_from
-    metrics = {
+    summary = monitor.summary() if monitor is not None else None
+    if summary:
+        summary = {k: v for k, v in summary.items() if k.count("/") == 1}
+    return {
         "label": label,
         "status": "finished",
         "optimizer": run.name,
@@ -365,26 +422,18 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
         "fit_time_s": fit_time,
         "wall_time_s": wall,
         "resumed_from_step": resumed[0] if resumed else None,
-        "nero_monitor": monitor.summary() if monitor is not None else None,
+        "nero_monitor": summary,
     }
-    if metrics["nero_monitor"]:
-        metrics["nero_monitor"] = {
-            k: v for k, v in metrics["nero_monitor"].items() if k.count("/") == 1
-        }
-    report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    if backup is not None:
-        backup.remove()  # only now: a kill before metrics.json resumes, not restarts
-    report.plot_run(
-        history,
-        os.path.join(run_dir, "curves.png"),
-        f"{config.experiment}: {label} ({run.name}, lr {run.learning_rate:g})",
-    )
-    keras.backend.clear_session()
-    return metrics, history
 
 
-def _write_meta(out_dir, argv, selection, smoke, config, only):
-    """meta.json of a new run; a resumed run keeps it and records the restart."""
+def _start_run_directory(out_dir, argv, selection, smoke, config, only):
+    """config.yaml (kept if there) and meta.json of a new or resumed run directory.
+
+    A resumed run keeps its meta.json and records the restart in it.
+    """
+    config_path = os.path.join(out_dir, "config.yaml")
+    if not os.path.exists(config_path):
+        atomic_write(config_path, config_lib.dump(config))
     path = os.path.join(out_dir, "meta.json")
     fresh = report.meta(
         argv=list(argv),
@@ -415,7 +464,6 @@ def run(
     argv=(),
     smoke=False,
     only=None,
-    resume=False,
     print_fn=print,
     read_dir=None,
 ):
@@ -425,16 +473,14 @@ def run(
     so) are kept; a run with a backup continues from it, exactly where it was
     (see `train.loop`). `read_dir` (default `out_dir`) is where to look for
     them: a non-chief worker of a multi-worker run writes into a temporary
-    `out_dir` but resumes from the chief's run directory. `resume` is
-    accepted for compatibility: resuming is what an existing run directory
-    always means. Returns the list of metrics dicts; raises
-    `train.loop.TrainingFailed` after the other runs if any run failed.
+    `out_dir` but resumes from the chief's run directory. Returns the list
+    of metrics dicts; raises `train.loop.TrainingFailed` after the other
+    runs if any run failed.
     """
     import tensorflow as tf
 
     from train import loop as loop_lib
 
-    del resume
     read_dir = read_dir or out_dir
     log = Logger(print_fn)
     labels = list(config.optimizers)
@@ -447,14 +493,7 @@ def run(
     load_data(config, smoke)
 
     log.path = os.path.join(out_dir, "log.txt")
-    config_path = os.path.join(out_dir, "config.yaml")
-    text = config_lib.dump(config)
-    if not os.path.exists(config_path):
-        tmp = f"{config_path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, config_path)
-    _write_meta(out_dir, argv, selection, smoke, config, only)
+    _start_run_directory(out_dir, argv, selection, smoke, config, only)
     desc = selection.describe()
     log(
         f"experiment {config.experiment}{' (smoke)' if smoke else ''}: {len(labels)} run(s) "

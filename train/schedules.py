@@ -21,6 +21,7 @@ config's `schedule` section into one of these.
 import keras
 from keras import ops
 
+# The name the harness registers its Keras objects under (`.keras` files store it).
 PACKAGE = "nero_tf_train"
 
 
@@ -173,9 +174,3 @@ def build(schedule, learning_rate, steps_per_epoch, epochs):
         return LinearUpDown(lr, peak_steps=max(1, peak_steps), total_steps=total)
     raise ValueError(f"unknown schedule {schedule.name!r}")  # config checks names
 
-
-def value(learning_rate, step):
-    """The learning rate (float or schedule) at iteration `step`, as a float."""
-    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-        return float(ops.convert_to_numpy(learning_rate(step)))
-    return float(learning_rate)

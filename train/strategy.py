@@ -23,9 +23,10 @@ logs), the same code for every strategy below.
   `TPU_NAME`).
 
 `jit_compile` (XLA): "auto" lets Keras decide (True on GPU, False on CPU and
-under any strategy). keras-facts.md measured that MirroredStrategy with more
-than one replica and `jit_compile=True` fails for every optimizer, built-in
-ones included, so there it is turned off, with the reason logged.
+under any strategy). MirroredStrategy with more than one replica and
+`jit_compile=True` fails for every optimizer, built-in ones included (TF 2.21,
+Keras 3.15: a resource on one replica's device is read from another's), so
+there it is turned off, with the reason logged.
 """
 
 import dataclasses
@@ -67,7 +68,7 @@ def decide_jit(name, num_replicas, jit_compile):
 
     The rule on its own, so it can be checked without the hardware: XLA is
     turned off for data-parallel strategies with several replicas (it fails
-    there for every optimizer; keras-facts.md), and is moot on TPUs.
+    there for every optimizer), and is moot on TPUs.
     """
     notes = []
     if name in ("mirrored", "multiworker") and num_replicas > 1 and jit_compile is True:
@@ -75,7 +76,7 @@ def decide_jit(name, num_replicas, jit_compile):
         notes.append(
             "jit_compile=True turned off: MirroredStrategy-style data parallelism "
             "with several replicas and XLA fails for every optimizer in TF 2.21 / "
-            "Keras 3 (keras-facts.md)"
+            "Keras 3.15 (a resource on one replica's device is read from another's)"
         )
     if name == "tpu" and jit_compile is not True:
         notes.append("TPUs always compile with XLA; jit_compile is moot there")
