@@ -6,11 +6,13 @@ import math
 import keras
 from keras import ops
 
+from nero_tf.docstrings import with_base_optimizer_args
 from nero_tf import constraints as constraints_lib
 from nero_tf import formulation as formulation_lib
 from nero_tf.backend import build_scope, dense_gradient, reshape, zero_safe_multiply
 
 @keras.saving.register_keras_serializable(package="nero_tf")
+@with_base_optimizer_args
 class Nero(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
     """Optimizer that implements the Nero algorithm ("neuronal rotator").
 
@@ -94,28 +96,7 @@ class Nero(constraints_lib.PlannedOptimizer, keras.optimizers.Optimizer):
             if the learning rate were `lr / (1 - lr * weight_decay)`. It acts
             as usual on element-wise and unnormalised tensors. The constraints
             replace it; the paper uses none.
-        clipnorm: Float or `None`. If set, each gradient is clipped so that
-            its norm is at most this value. Defaults to `None`.
-        clipvalue: Float or `None`. If set, each gradient is clipped to
-            `[-clipvalue, clipvalue]`. Defaults to `None`.
-        global_clipnorm: Float or `None`. If set, all gradients are clipped
-            together so that their global norm is at most this value.
-            Defaults to `None`.
-        use_ema: Boolean. If `True`, keep an exponential moving average (EMA)
-            of the weights. Defaults to `False`.
-        ema_momentum: Float. With `use_ema`, `average = ema_momentum *
-            average + (1 - ema_momentum) * weight` after each step. Defaults
-            to `0.99`.
-        ema_overwrite_frequency: Int or `None`. With `use_ema`, the weights
-            are overwritten by their average every this many steps; with
-            `None`, only by `finalize_variable_values()`, which `fit()` calls
-            after the last epoch. Defaults to `None`.
-        loss_scale_factor: Float or `None`. If set, the loss is multiplied
-            and the gradients divided by it (against underflow in mixed
-            precision). Defaults to `None`.
-        gradient_accumulation_steps: Int or `None`. If set, the weights are
-            updated every this many steps, with the average of the gradients
-            since the last update. Defaults to `None`.
+        {{base_optimizer_args}}
         name: String. The name of the optimizer. Defaults to `"nero"`.
 
     References:
