@@ -1,0 +1,1 @@
+"""Short Keras programs with Nero swapped in: `python -m examples.<name> --data PATH`."""

@@ -1,0 +1,1 @@
+"""The test suite: `python -m pytest` from the repository root."""
