@@ -171,6 +171,24 @@ def keras_file_resume(make_model, first, then, path):
             "straight": training_state(straight), "model": resumed}
 
 
+@pytest.fixture
+def no_network(monkeypatch):
+    """Turn any connection attempt into an immediate error instead of a slow download.
+
+    Modules that read data or run the harness use it for every test
+    (`pytestmark = pytest.mark.usefixtures("no_network")`); the multi-worker
+    test needs 127.0.0.1 and does not.
+    """
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("test tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
 @pytest.fixture(scope="session")
 def mirrored_strategy():
     """One two-replica MirroredStrategy for the whole session.

@@ -8,7 +8,6 @@ import gzip
 import os
 import pickle
 import re
-import socket
 import struct
 import sys
 
@@ -22,17 +21,7 @@ from train.data.readers import read_idx
 from train.data.safe_pickle import load_cifar_batch
 from train.data.stream import StepIndexed
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Turn any connection attempt into an immediate error instead of a slow download."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("test tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def _all(ds):

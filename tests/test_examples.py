@@ -6,7 +6,6 @@ upsampled to 28x28, and a short English text.
 
 import json
 import math
-import socket
 
 import keras
 import numpy as np
@@ -15,20 +14,13 @@ from sklearn.datasets import load_digits
 
 from examples import char_lstm, common, conditional_gan, convnet, mini_gpt, vae, vit
 
+pytestmark = pytest.mark.usefixtures("no_network")
+
 TEXT = (
     "In the beginning the little dog ran to the river, and the river was cold. "
     "The dog saw a bird on the bank of the river, and the bird sang to the dog. "
     "Then the sun went down behind the hill, and the dog went home to sleep. "
 )
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("test tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ autouse fixture turns any network connection into an immediate failure.
 import json
 import math
 import pathlib
-import socket
 
 import keras
 import numpy as np
@@ -35,18 +34,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAVED = sorted((ROOT / "saved_configs").glob("*/*.yaml"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("test tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    ),
+    pytest.mark.usefixtures("no_network"),
+]
 
 
 @pytest.fixture(autouse=True)
