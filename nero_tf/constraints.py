@@ -252,7 +252,10 @@ class PlannedOptimizer:
         override, guess, or "restored" from a checkpoint).
         """
         self._require_built("summary")
-        table = layouts_lib.format_table(self._neuron_layouts, self._constrained)
+        table = layouts_lib.format_table(
+            self._neuron_layouts, self._constrained,
+            projecting=self.center or self.normalize,
+        )
         (print_fn or print)(f"{self._summary_title()}\n{table}")
 
     def _require_built(self, what):

@@ -536,11 +536,12 @@ def warn_guesses(layouts, owner="Nero"):
     )
 
 
-def format_table(layouts, constrained=None):
+def format_table(layouts, constrained=None, projecting=True):
     """A text table of layouts: path, shape, fan-in axes, neurons, constrained.
 
-    Element-wise tensors have no neurons ("-"); a tensor left unprojected
-    because its fan-in is below `MIN_PROJECTED_FAN_IN` says so.
+    Element-wise tensors have no neurons ("-"); when the optimizer projects at
+    all (`projecting`), a tensor left unprojected because its fan-in is below
+    `MIN_PROJECTED_FAN_IN` says so.
     """
     constrained = constrained or [not l.elementwise for l in layouts]
     header = ("variable", "shape", "fan-in axes", "neurons", "constrained", "rule")
@@ -554,7 +555,7 @@ def format_table(layouts, constrained=None):
                 "-" if layout.elementwise else str(layout.num_neurons),
                 "yes" if is_constrained else (
                     f"no (fan-in {layout.fan_in})"
-                    if not layout.elementwise
+                    if projecting and not layout.elementwise
                     and layout.fan_in < MIN_PROJECTED_FAN_IN else "no"
                 ),
                 layout.source,

@@ -68,6 +68,16 @@ def test_small_fan_in_is_planned_unprojected_and_summary_says_why():
     np.testing.assert_allclose(np.linalg.norm(second, axis=0), 1.0, atol=1e-6)
 
 
+def test_summary_gives_no_fan_in_reason_when_nothing_is_projected():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    optimizer = nero_tf.Nero(constraints=False)
+    optimizer.build(model.trainable_variables)
+    lines = []
+    optimizer.summary(print_fn=lines.append)
+    kernel_row = lines[0].splitlines()[3]
+    assert "  no  " in kernel_row and "fan-in 2" not in kernel_row
+
+
 def test_constrained_wrapper_follows_the_same_rule():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
     optimizer = nero_tf.Constrained("adam")
