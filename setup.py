@@ -24,7 +24,7 @@ TRAIN = [
     "tensorboard",  # keras.callbacks.TensorBoard; tensorflow-cpu does not bring it
     "scipy>=1.11",  # train/fid.py: the matrix square root of the Frechet distance
 ]
-TEST = ["pytest>=8", "hypothesis>=6"]
+TEST = ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6"]
 
 setup(
     name="nero_tf",

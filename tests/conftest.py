@@ -37,6 +37,12 @@ def pytest_configure(config):
     )
 
 
+def pytest_xdist_auto_num_workers(config):
+    # `-n auto` (pyproject.toml): one worker per core, at most 4. Each worker is
+    # a TensorFlow process with its own thread pools; more would only contend.
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def pytest_collection_modifyitems(config, items):
     if keras.backend.backend() == "tensorflow":
         return

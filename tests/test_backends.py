@@ -20,7 +20,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # machinery; running them again under JAX cost a minute of the suite.)
 BACKEND_AGNOSTIC = ["tests/test_nero.py", "tests/test_layouts.py",
                     "tests/test_baselines.py"]
-PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+# One process (-n 0): this test already runs inside a worker of the suite.
+PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0",
           "-W", "ignore::DeprecationWarning"]
 
 
