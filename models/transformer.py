@@ -172,6 +172,9 @@ class TransformerLM(keras.Model):
         name: Model name. Defaults to `"transformer_lm"`.
     """
 
+    # What it is trained on (`train.tasks`): next-token logits at every position.
+    task = "language_model"
+
     def __init__(
         self,
         vocab_size=None,
@@ -273,6 +276,9 @@ class TranslationTransformer(keras.Model):
         pad_id: Token id of padding. Defaults to 0.
         name: Model name. Defaults to `"transformer_translation"`.
     """
+
+    # What it is trained on (`train.tasks`): target logits from source and target-in ids.
+    task = "translation"
 
     def __init__(
         self,

@@ -14,8 +14,9 @@ which ask the models, datasets and optimizers what exists.
     experiment: cifar10-vgg11-fig6          # names the run directory
     description: ...                         # free text, copied to meta.json
     model:    {name: vgg11, kwargs: {...}}   # models.build(name, **kwargs)
-    data:     {name: cifar10, path: ..., data_dir: ..., augment: true}
+    data:     {name: cifar10, path: ..., data_dir: ..., augment: true, kwargs: {...}}
     training: {epochs: 200, batch_size: 128, seed: 0, jit_compile: auto, ...}
+    evaluation: {bleu: false, beam_size: 4, ...}  # after training (translation)
     schedule: {name: warmup_multistep, warmup_epochs: 5, milestones: [...]}
     strategy: default                        # default|mirrored|multiworker|tpu
     optimizers:                              # one run per entry, own sub-directory
@@ -121,6 +122,9 @@ class DataConfig:
     path: Optional[str] = None
     data_dir: Optional[str] = None
     augment: bool = True
+    # Text datasets' own options (wikitext2 / text: `bptt`, `eval_batch_size`,
+    # `min_count`; multi30k: `max_length`), checked against their loader.
+    kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
     like: Optional[str] = None
     input_shape: Optional[List[int]] = None
     num_classes: Optional[int] = None
@@ -137,10 +141,16 @@ class TrainingConfig:
         batch_size: global batch size.
         seed: seeds the model init, the data order and augmentation.
         jit_compile: "auto", true or false (see `train.strategy`).
-        loss: "cross_entropy" (from logits, integer labels).
+        loss: "cross_entropy" (from logits, integer labels; the mean over
+            examples, or over tokens for a language model) or
+            "label_smoothed_sum" (translation: label smoothing
+            `label_smoothing`, summed over the batch's tokens, padding left
+            out; `models.LabelSmoothedCrossEntropy`).
+        label_smoothing: with "label_smoothed_sum" only; default 0.1.
         steps_per_epoch: optional cap on training steps per epoch (smoke).
         validation_freq: evaluate the test set every this many epochs.
-        metrics: "accuracy" and/or "top5".
+        metrics: "accuracy", "top5" and/or "perplexity" (text: exp of the
+            mean token NLL, padding left out).
         deterministic: make every op deterministic
             (`tf.config.experimental.enable_op_determinism`): then a run, and
             a run killed and resumed any number of times, give bit-identical
@@ -151,10 +161,11 @@ class TrainingConfig:
     batch_size: int = 128
     seed: int = 0
     jit_compile: Union[bool, Literal["auto"]] = "auto"
-    loss: Literal["cross_entropy"] = "cross_entropy"
+    loss: Literal["cross_entropy", "label_smoothed_sum"] = "cross_entropy"
+    label_smoothing: Optional[float] = None
     steps_per_epoch: Optional[int] = None
     validation_freq: int = 1
-    metrics: List[Literal["accuracy", "top5"]] = dataclasses.field(
+    metrics: List[Literal["accuracy", "top5", "perplexity"]] = dataclasses.field(
         default_factory=lambda: ["accuracy"]
     )
     deterministic: bool = False
@@ -213,6 +224,26 @@ class OptimizerConfig:
 
 
 @dataclasses.dataclass
+class EvaluationConfig:
+    """What is measured once training ends, besides the test loss and metrics.
+
+    Attributes:
+        bleu: translate the test set and score it with sacrebleu's corpus BLEU
+            (`test_bleu` in metrics.json; translation models only).
+        beam_size: 1 decodes greedily, more runs beam search.
+        length_penalty: beam search ranks by `score / length ** length_penalty`.
+        max_length: most tokens generated per sentence (end token included).
+        examples: translate only the first this many test sentences (None: all).
+    """
+
+    bleu: bool = False
+    beam_size: int = 4
+    length_penalty: float = 1.0
+    max_length: int = 100
+    examples: Optional[int] = None
+
+
+@dataclasses.dataclass
 class LoggingConfig:
     """What each run records besides history, metrics and plots.
 
@@ -252,6 +283,7 @@ class Config:
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     strategy: Literal[STRATEGIES] = "default"
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     smoke: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -376,6 +408,7 @@ def to_dict(config):
         "schedule",
         "strategy",
         "optimizers",
+        "evaluation",
         "logging",
         "smoke",
     ]

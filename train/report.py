@@ -15,6 +15,7 @@ from train.files import atomic_write
 PANELS = (
     ("loss", [("loss", "train"), ("val_loss", "test")]),
     ("accuracy", [("accuracy", "train"), ("val_accuracy", "test")]),
+    ("perplexity", [("perplexity", "train"), ("val_perplexity", "test")]),
     (
         "Nero monitor",
         [
@@ -168,15 +169,18 @@ def plot_run(history, path, title):
 
 
 def plot_comparison(histories, path, title):
-    """One line per run: train loss, train accuracy, test accuracy per epoch."""
+    """One line per run: train loss, then train and test accuracy (or perplexity) per epoch."""
     plt = _pyplot()
     panels = [
         ("train loss", "loss", True),
         ("train accuracy", "accuracy", False),
         ("test accuracy", "val_accuracy", False),
+        ("train perplexity", "perplexity", True),
+        ("test perplexity", "val_perplexity", True),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8))
-    for ax, (name, key, log_scale) in zip(axes, panels):
+    panels = [p for p in panels if p[1] == "loss" or any(h.get(p[1]) for h in histories.values())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8), squeeze=False)
+    for ax, (name, key, log_scale) in zip(axes[0], panels):
         lines = [(label, *_series(history, key)) for label, history in histories.items()]
         _draw_panel(ax, name, lines, log_scale)
     _save(plt, fig, path, title)
@@ -190,17 +194,26 @@ COLUMNS = (
     ("train acc", "final_train_accuracy", "{:.4f}"),
     ("test loss", "test_loss", "{:.4g}"),
     ("test acc", "test_accuracy", "{:.4f}"),
+    ("test ppl", "test_perplexity", "{:.2f}"),
+    ("test BLEU", "test_bleu", "{:.2f}"),
     ("time (s)", "wall_time_s", "{:.1f}"),
 )
+# Left out of a table where no run has them (a text run has no accuracy, an
+# image run no perplexity).
+OPTIONAL_COLUMNS = ("final_train_accuracy", "test_accuracy", "test_perplexity", "test_bleu")
 
 
 def table(rows):
     """A plain-text comparison table of runs' metrics."""
-    header = [c[0] for c in COLUMNS]
+    columns = [
+        c for c in COLUMNS
+        if c[1] not in OPTIONAL_COLUMNS or any(r.get(c[1]) is not None for r in rows)
+    ]  # fmt: skip
+    header = [c[0] for c in columns]
     lines = [header]
     for row in rows:
         cells = []
-        for _, key, fmt in COLUMNS:
+        for _, key, fmt in columns:
             value = row.get(key)
             cells.append("-" if value is None else fmt.format(value))
         lines.append(cells)

@@ -39,6 +39,7 @@ from train import optimizers as optimizers_lib
 from train import report
 from train import schedules
 from train import strategy as strategy_lib
+from train import tasks
 from train.files import atomic_write
 
 
@@ -60,22 +61,32 @@ class Logger:
                 f.write(text + "\n")
 
 
-def load_data(config, smoke):
-    """The config's dataset (`train.data.Dataset`); SetupError if unavailable."""
+def load_data(config, smoke, vocabulary_path=None):
+    """The config's dataset (`train.data.Dataset`); SetupError if unavailable.
+
+    A text dataset's vocabulary is read from `vocabulary_path` when that file
+    exists (a run resumed or evaluated later sees the same ids), else built
+    from the data and saved there.
+    """
     from train import data as data_lib
 
     try:
-        return _load_data(config, smoke)
+        return _load_data(config, smoke, vocabulary_path)
     except data_lib.DataNotFoundError as e:
         raise SetupError(_one_line(e)) from None
     except ValueError as e:  # malformed files, batch larger than the data, ...
         raise SetupError(f"data {config.data.name}: {_one_line(e)}") from None
 
 
-def _load_data(config, smoke):
+def _load_data(config, smoke, vocabulary_path):
     from train import data as data_lib
 
     d, t = config.data, config.training
+    if d.name in data_lib.TEXT_LOADERS:
+        return data_lib.TEXT_LOADERS[d.name](
+            d.path, batch_size=t.batch_size, vocab_path=vocabulary_path,
+            smoke=smoke, seed=t.seed, **d.kwargs,
+        )  # fmt: skip
     if d.name == config_lib.SYNTHETIC:
         return data_lib.load_synthetic(
             d.like,
@@ -99,24 +110,12 @@ def _load_data(config, smoke):
 
 
 def model_kwargs(config, run, dataset):
-    """Model arguments: the dataset's shape and classes, then the config's."""
-    kwargs = {
-        "input_shape": tuple(dataset.input_shape),
-        "num_classes": dataset.num_classes,
-    }
+    """Model arguments: what the data fixes (shape and classes, or vocabulary
+    size), then the config's."""
+    kwargs = dict(dataset.model_kwargs)
     kwargs.update(config.model.kwargs)
     kwargs.update(run.model_kwargs)
     return kwargs
-
-
-def _metrics(names):
-    out = []
-    for name in names:
-        if name == "accuracy":
-            out.append(keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
-        elif name == "top5":
-            out.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
-    return out
 
 
 def steps_per_epoch(config, dataset):
@@ -145,8 +144,8 @@ def build(config, label, selection, dataset):
             raise SetupError(f"{where}: {_one_line(e)}") from None
         model.compile(
             optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=_metrics(config.training.metrics),
+            loss=tasks.loss(config.training, dataset),
+            metrics=tasks.metrics(config.training.metrics, dataset),
             jit_compile=selection.jit_compile,
         )
         # Build now, eagerly: Nero (and Constrained) project the weights when
@@ -262,7 +261,7 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     # Fresh layer names (dense, dense_1, ...) whatever ran before in this process.
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.training.seed)
-    dataset = load_data(config, smoke)
+    dataset = load_data(config, smoke, _vocabulary_path(read_dir or run_dir))
     steps = steps_per_epoch(config, dataset)
     model, optimizer = build(config, label, selection, dataset)
     backup_lib.build_metrics(model, selection.strategy, dataset.train.element_spec)
@@ -283,6 +282,8 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
         raise
     fit_time = time.perf_counter() - start
     test = trainer.evaluate()
+    with selection.strategy.scope():
+        evaluation = tasks.final_evaluation(config.evaluation, model, dataset, log)
     wall = time.perf_counter() - start
 
     history = _write_logs(run_dir, monitor)
@@ -291,6 +292,7 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
         params=params, steps=steps, fit_time=fit_time, wall=wall,
         resumed=trainer.resumed_from,
     )  # fmt: skip
+    metrics.update(evaluation)
     report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     if trainer.backup is not None:
         trainer.backup.remove()  # only now: a kill before metrics.json resumes, not restarts
@@ -301,6 +303,11 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     )
     keras.backend.clear_session()
     return metrics, history
+
+
+def _vocabulary_path(run_dir):
+    """Where a text run keeps its vocabulary: the run's directory."""
+    return os.path.join(run_dir, "vocab.json")
 
 
 def _run_line(config, label, dataset, steps, params):
@@ -415,9 +422,11 @@ def _final_metrics(config, label, history, test, monitor, *, params, steps, fit_
         # Means over the last epoch's batches, as Keras reports them.
         "final_train_loss": last("loss"),
         "final_train_accuracy": last("accuracy"),
+        "final_train_perplexity": last("perplexity"),
         "test_loss": test.get("loss"),
         "test_accuracy": test.get("accuracy"),
         "test_top5": test.get("top5"),
+        "test_perplexity": test.get("perplexity"),
         # Of this process only: a resumed run counts from where it resumed.
         "fit_time_s": fit_time,
         "wall_time_s": wall,
@@ -528,11 +537,7 @@ def run(
                 metrics = read_metrics(run_dir) or {"label": label, "status": "failed"}
                 history = report.read_history_csv(os.path.join(run_dir, "history.csv"))
             else:
-                log(
-                    f"{label}: train loss {_fmt(metrics['final_train_loss'], 'g')}, "
-                    f"train acc {_fmt(metrics['final_train_accuracy'])}, "
-                    f"test acc {_fmt(metrics['test_accuracy'])} ({metrics['wall_time_s']:.1f} s)"
-                )
+                log(_result_line(label, metrics))
         results.append(metrics)
         histories[label] = history
 
@@ -550,6 +555,20 @@ def run(
         more = f" (and {len(failures) - 1} more failed run(s))" if len(failures) > 1 else ""
         raise loop_lib.TrainingFailed(failures[0] + more)
     return results
+
+
+def _result_line(label, metrics):
+    """The log line of a finished run: its loss and the metrics it has."""
+    parts = [f"train loss {_fmt(metrics['final_train_loss'], 'g')}"]
+    for key, name, kind in (
+        ("final_train_accuracy", "train acc", "f"),
+        ("test_accuracy", "test acc", "f"),
+        ("test_perplexity", "test ppl", "g"),
+        ("test_bleu", "test BLEU", "f"),
+    ):
+        if metrics.get(key) is not None:
+            parts.append(f"{name} {_fmt(metrics[key], kind)}")
+    return f"{label}: {', '.join(parts)} ({metrics['wall_time_s']:.1f} s)"
 
 
 def _fmt(value, kind="f"):

@@ -46,10 +46,14 @@ from train.data.safe_pickle import UnsafePickleError
 from train.data.source import DataNotFoundError
 from train.data.synthetic import load_synthetic
 
+# Text datasets by name -> loader(path, *, batch_size, vocab_path, smoke, seed, **kwargs).
+TEXT_LOADERS = {}
+
 __all__ = [
     "DataNotFoundError",
     "Dataset",
     "NORMALISATION",
+    "TEXT_LOADERS",
     "UnsafePickleError",
     "cifar_augment",
     "imagenet_eval_example",
