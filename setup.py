@@ -23,6 +23,7 @@ TRAIN = [
     "matplotlib>=3.7",
     "tensorboard",  # keras.callbacks.TensorBoard; tensorflow-cpu does not bring it
     "scipy>=1.11",  # train/fid.py: the matrix square root of the Frechet distance
+    "sacrebleu>=2.4",  # train/tasks.py: corpus BLEU, the implementation everyone reports
 ]
 TEST = ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6"]
 
