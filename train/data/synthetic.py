@@ -163,14 +163,17 @@ def load_synthetic_text(
       A :class:`Dataset` named ``"synthetic"`` with ``task`` and ``vocabulary`` set.
     """
     if like not in text.text_names():
-        raise ValueError(f"unknown text dataset {like!r} to imitate; valid names are {list(text.text_names())}")
+        valid = list(text.text_names())
+        raise ValueError(f"unknown text dataset {like!r} to imitate; valid names are {valid}")
     batch_size = check_batch_size(batch_size)
     translation = like in text.TRANSLATION_NAMES
     specials = len(text.TRANSLATION_SPECIALS) if translation else 2
     vocab_size = int(vocab_size or (32 if translation else 64))
     length = int(sequence_length or (12 if translation else 35))
     if vocab_size < specials + 2:
-        raise ValueError(f"synthetic {like}: vocab_size must be at least {specials + 2}, got {vocab_size}")
+        raise ValueError(
+            f"synthetic {like}: vocab_size must be at least {specials + 2}, got {vocab_size}"
+        )
     if length < (3 if translation else 1):
         raise ValueError(f"synthetic {like}: sequence_length {length} is too short")
     train_size = int(train_size or (2 if smoke else 8) * batch_size)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import os
 import re
 from array import array
 from collections import Counter
@@ -188,7 +187,9 @@ class Vocabulary:
             )
         tokens, source = content.get("tokens"), content.get("source")
         if not isinstance(tokens, list) or not isinstance(source, dict):
-            raise ValueError(f"{path}: not a vocabulary file (needs a 'tokens' list and a 'source' dict)")
+            raise ValueError(
+                f"{path}: not a vocabulary file (needs a 'tokens' list and a 'source' dict)"
+            )
         try:
             return cls(tokens, source)
         except ValueError as e:
@@ -279,7 +280,8 @@ def read_wikitext(path) -> Corpus:
         naming them and where to get them).
     """
     if path is None:
-        raise missing("wikitext2", f"no path given (expected {', '.join(WIKITEXT_FILES)})", WIKITEXT_HOW)
+        expected = ", ".join(WIKITEXT_FILES)
+        raise missing("wikitext2", f"no path given (expected {expected})", WIKITEXT_HOW)
     directory = expand_path(path)
     files = [directory / name for name in WIKITEXT_FILES]
     absent = [f.name for f in files if not f.is_file()]
@@ -477,7 +479,8 @@ def read_parallel(
 
     words = dict.fromkeys(TRANSLATION_SPECIALS)  # an ordered set
     for side in (1, 0):  # the target's words first, as the authors merge
-        words.update(dict.fromkeys(_frequent(Counter(w for p in train for w in p[side]), min_count)))
+        counts = Counter(w for pair in train for w in pair[side])
+        words.update(dict.fromkeys(_frequent(counts, min_count)))
     source = {
         "dataset": "multi30k",
         "languages": list(languages),
@@ -583,7 +586,9 @@ def language_model_dataset(
         test = test.concatenate(tf.data.Dataset.from_tensors(tail))
         test_count += 1
     if test_count == 0:
-        raise ValueError(f"{name}: too few test tokens for one window at batch_size {eval_batch_size}")
+        raise ValueError(
+            f"{name}: too few test tokens for one window at batch_size {eval_batch_size}"
+        )
     return Dataset(
         train=windows.prefetch(AUTOTUNE),
         test=test.prefetch(AUTOTUNE),
@@ -645,7 +650,10 @@ def load_language_model(
         ``vocab_path`` built from other files.
     """
     if name not in LANGUAGE_MODEL_NAMES:
-        raise ValueError(f"unknown language-modelling dataset {name!r}; valid names are {list(LANGUAGE_MODEL_NAMES)}")
+        raise ValueError(
+            f"unknown language-modelling dataset {name!r}; valid names are "
+            f"{list(LANGUAGE_MODEL_NAMES)}"
+        )
     batch_size = _positive("batch_size", batch_size)
     eval_batch_size = _positive("eval_batch_size", eval_batch_size)
     bptt = _positive("bptt", bptt)
@@ -662,8 +670,14 @@ def load_language_model(
         remap = vocabulary.ids(corpus.vocabulary.token_list)
         train, test = remap[train], remap[test]
 
-    inputs, targets = bptt_windows(batchify(train, batch_size), bptt)
-    test_matrix = batchify(test, eval_batch_size)
+    def rows(ids, size, split):
+        try:
+            return batchify(ids, size)
+        except ValueError as e:
+            raise ValueError(f"{name}: {split} split: {e}") from None
+
+    inputs, targets = bptt_windows(rows(train, batch_size, "train"), bptt)
+    test_matrix = rows(test, eval_batch_size, "test")
     test_inputs, test_targets = bptt_windows(test_matrix, bptt)
     tail = bptt_tail(test_matrix, bptt)
     if smoke:
