@@ -86,9 +86,9 @@ class Dataset:
         without computing the first ``k`` (see :class:`train.data.stream.StepIndexed`).
         This is what lets a killed run resume mid-epoch on exactly the batches an
         uninterrupted run would have seen, whatever TensorFlow's global seed. For
-        in-memory datasets (digits, mnist, cifar10, synthetic) it is exact; for data
-        streamed from TFDS shards (imagenet) it is as reproducible as TFDS' own file
-        order under a fixed ``shuffle_seed``.
+        in-memory datasets (digits, mnist, cifar10, the text datasets, synthetic) it
+        is exact; for data streamed from TFDS shards (imagenet) it is as reproducible
+        as TFDS' own file order under a fixed ``shuffle_seed``.
         """
         if self.stream_fn is None:
             raise ValueError(f"dataset {self.name!r} has no resumable stream")

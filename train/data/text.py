@@ -265,15 +265,16 @@ def read_wikitext(path) -> Corpus:
     ``wiki.test.tokens``, as Salesforce released them (already tokenised, rare words
     already ``<unk>``). Each line becomes ``line.split() + ["<eos>"]``, as in
     PyTorch's ``data.py``, except that lines that are empty after ``strip()`` are
-    skipped: PyTorch streams each as a lone ``<eos>`` (about a third of Wikitext-2's
-    lines are blank, and every heading line is followed by one), which
-    adds nothing but repeated ``<eos>`` tokens.
+    skipped: PyTorch streams each as a lone ``<eos>``, so its streams hold one more
+    ``<eos>`` per blank line (Wikitext-2 has a blank line around every heading and
+    between paragraphs) and nothing else differs.
 
     The vocabulary is PyTorch's, ids included: every word in order of its first
-    appearance over the train, valid and test files, counting a blank line as its
-    ``<eos>`` (so ``<eos>`` has id 0, as Wikitext-2's first line is blank). On the
-    real Wikitext-2 that is 33,278 words (``models.transformer.WIKITEXT2_VOCAB_SIZE``);
-    the valid and test files add none.
+    appearance over the train, valid and test files, a blank line counting as its
+    ``<eos>`` (Wikitext-2's first line is blank, so there ``<eos>`` has id 0, as in
+    PyTorch). On the real Wikitext-2 PyTorch counts 33,278 words
+    (``models.transformer.WIKITEXT2_VOCAB_SIZE``); skipping blank lines cannot
+    change that number, as ``<eos>`` ends every other line too.
 
     Raises:
       DataNotFoundError: ``path`` is missing or lacks one of the three files (at once,
