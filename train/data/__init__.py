@@ -4,7 +4,9 @@ Every loader returns a :class:`Dataset` whose ``train`` and ``test`` members are
 ``tf.data.Dataset`` objects yielding ``(images float32 NHWC, labels int32)``, already
 augmented (train only) and normalised with the per-dataset mean/std in
 :data:`NORMALISATION` (the numbers the paper's experiments use), and whose
-``stream(step)`` is the endless training stream from any global step.
+``stream(step)`` is the endless training stream from any global step. Text datasets
+(:func:`text_names`: Wikitext-2, any plain-text file, Multi30k) yield token ids
+instead, as their ``Dataset.task`` says, and carry their ``Vocabulary``.
 
 Nothing here ever downloads. The machines this project runs on often have no internet,
 and TFDS / ``keras.datasets`` silently retry downloads for minutes before failing. So:
@@ -13,6 +15,8 @@ and TFDS / ``keras.datasets`` silently retry downloads for minutes before failin
 * ``"mnist"`` / ``"cifar10"`` read either local files the user points at with ``path=``
   (the datasets' own distribution formats) or an *already prepared* TFDS directory;
 * ``"imagenet"`` reads an already prepared TFDS ``imagenet2012``;
+* ``"wikitext2"``, ``"text"`` and ``"multi30k"`` read local files only (TFDS has none
+  of them);
 * :func:`load_synthetic` makes random, learnable data shaped like any of them (smoke runs).
 
 TFDS is only ever used through ``tfds.builder(...).is_prepared()`` and
@@ -23,7 +27,8 @@ saying what was looked for, where, and how to obtain it.
 The modules, one job each:
 
 * ``loaders``: the registry of datasets, their statistics, and :func:`load`;
-* ``synthetic``: :func:`load_synthetic`;
+* ``synthetic``: :func:`load_synthetic` and :func:`load_synthetic_text`;
+* ``text``: text datasets: vocabularies, language-model windows, translation batches;
 * ``readers``: each dataset's own files (or TFDS directory) -> unbatched examples;
 * ``safe_pickle``: CIFAR-10's pickles, read without running code;
 * ``tfds_source``: prepared TFDS directories, never downloading;
@@ -44,7 +49,16 @@ from train.data.imagenet import imagenet_eval_example, imagenet_train_example
 from train.data.loaders import NORMALISATION, load, names
 from train.data.safe_pickle import UnsafePickleError
 from train.data.source import DataNotFoundError
-from train.data.synthetic import load_synthetic
+from train.data.synthetic import load_synthetic, load_synthetic_text
+from train.data.text import (
+    Vocabulary,
+    load_language_model,
+    load_translation,
+    read_parallel,
+    read_text_corpus,
+    read_wikitext,
+    text_names,
+)
 
 # Text datasets by name -> loader(path, *, batch_size, vocab_path, smoke, seed, **kwargs).
 TEXT_LOADERS = {}
@@ -55,10 +69,18 @@ __all__ = [
     "NORMALISATION",
     "TEXT_LOADERS",
     "UnsafePickleError",
+    "Vocabulary",
     "cifar_augment",
     "imagenet_eval_example",
     "imagenet_train_example",
     "load",
+    "load_language_model",
     "load_synthetic",
+    "load_synthetic_text",
+    "load_translation",
     "names",
+    "read_parallel",
+    "read_text_corpus",
+    "read_wikitext",
+    "text_names",
 ]

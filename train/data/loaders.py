@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from train.data import readers
+from train.data import readers, text
 from train.data.augment import cifar_augment
 from train.data.dataset import Dataset
 from train.data.imagenet import IMAGE_SIZE, imagenet_eval_example, imagenet_train_example
@@ -83,7 +83,10 @@ REGISTRY = {
 
 
 def names() -> tuple:
-    """Names accepted by :func:`load`, sorted."""
+    """The image datasets :func:`load` reads (each has statistics), sorted.
+
+    :func:`load` also reads the text datasets of :func:`train.data.text.text_names`.
+    """
     return tuple(sorted(REGISTRY))
 
 
@@ -113,11 +116,18 @@ def load(
     smoke: bool = False,
     seed: int = 0,
     shuffle_buffer: Optional[int] = None,
+    vocab_path=None,
 ) -> Dataset:
     """Load a dataset by name as batched, normalised tf.data pipelines.
 
+    The text datasets (``"wikitext2"``, ``"text"``, ``"multi30k"``) are
+    :func:`train.data.text.load_language_model` / :func:`~train.data.text.load_translation`
+    at their defaults (``bptt`` 35, test batches of 10 for language models), reading
+    ``path``; ``augment`` and ``shuffle_buffer`` do not apply to them.
+
     Args:
-      name: one of :func:`names`: ``"digits"``, ``"mnist"``, ``"cifar10"``, ``"imagenet"``.
+      name: one of :func:`names` (``"digits"``, ``"mnist"``, ``"cifar10"``,
+        ``"imagenet"``) or of :func:`train.data.text.text_names`.
       data_dir: a directory where the TFDS dataset is already prepared (``None``: TFDS's
         default, ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``). Never downloaded into.
       path: local files in the dataset's own format (mnist: ``mnist.npz`` or a directory
@@ -133,6 +143,8 @@ def load(
       seed: seeds shuffling and augmentation (same seed, same sequence of batches).
       shuffle_buffer: examples in the shuffle buffer. Default: the whole training set for
         the in-memory datasets (a perfect shuffle), 10 000 for ImageNet.
+      vocab_path: text datasets only: the run's vocabulary file
+        (:meth:`train.data.text.Vocabulary.load_or_build`).
 
     Returns:
       A :class:`Dataset`.
@@ -142,8 +154,13 @@ def load(
         malformed files.
       DataNotFoundError: the data is not available locally; raised before any slow work.
     """
+    if name in text.text_names():
+        return _load_text(name, data_dir, path, batch_size, smoke, seed, vocab_path)
     if name not in REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; valid names are {list(names())}")
+        valid = list(names() + text.text_names())
+        raise ValueError(f"unknown dataset {name!r}; valid names are {valid}")
+    if vocab_path is not None:
+        raise ValueError(f"{name}: vocab_path is for text datasets only")
     batch_size = check_batch_size(batch_size)
     if path is not None and data_dir is not None and name != "imagenet":
         raise ValueError(f"{name}: pass either path= (local files) or data_dir= (TFDS), not both")
@@ -208,4 +225,18 @@ def load(
         name=name,
         batch_size=batch_size,
         stream_fn=steps.from_step,
+    )
+
+
+def _load_text(name, data_dir, path, batch_size, smoke, seed, vocab_path) -> Dataset:
+    """:func:`load` for a text dataset: its loader at its defaults."""
+    batch_size = check_batch_size(batch_size)
+    if data_dir is not None:
+        raise ValueError(f"{name}: text datasets read local files; pass path=, not data_dir=")
+    if name in text.TRANSLATION_NAMES:
+        return text.load_translation(
+            path, batch_size=batch_size, vocab_path=vocab_path, smoke=smoke, seed=seed
+        )
+    return text.load_language_model(
+        name, path, batch_size=batch_size, vocab_path=vocab_path, smoke=smoke
     )
