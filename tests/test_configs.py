@@ -45,9 +45,11 @@ def error_of(raw, **kwargs):
 
 def test_there_is_a_saved_config_per_figure():
     names = {p.stem for p in SAVED}
-    for figure in ("fig1", "fig2", "fig3_left", "fig3_right", "fig4", "fig6"):
+    for figure in ("fig1", "fig2", "fig3_left", "fig3_right", "fig4", "fig6", "fig7",
+                   "fig8"):
         assert any(figure in n for n in names), figure
-    assert {p.parent.name for p in SAVED} == {"cifar10", "mnist", "imagenet"}
+    assert {p.parent.name for p in SAVED} >= {
+        "cifar10", "mnist", "imagenet", "wikitext2", "multi30k", "text"}
 
 
 @pytest.mark.parametrize("path", SAVED, ids=SAVED_IDS)
@@ -111,6 +113,10 @@ PAPER_LRS = {
     "mlp100_fig3_right": {"nero": 1e-3, "lamb": 1e-2, "adam": 1e-3, "sgd": 1e-1},
     "mlp5_fig3_left_cwn": {"adam-sigma1": 0.01, "adam-sigma100": 0.01},
     "resnet50_fig4": {"sgd-wd": 0.1, "sgd": 0.1, "nero": 0.01},
+    "transformer_lm_fig7": {"nero": 0.01, "sgd": 1.0, "adam": 1e-4, "lamb": 0.01},
+    "transformer_fig8": {"nero": 1e-3, "sgd": 1e-4, "adam": 1e-4, "lamb": 1e-2},
+    # CPU scale: Nero untuned, Adam at the paper's rate and at 10x it.
+    "transformer_lm_fig7_cpu": {"nero": 0.01, "adam-1e-4": 1e-4, "adam-1e-3": 1e-3},
 }
 
 
@@ -164,6 +170,17 @@ def test_figure_specific_settings():
     fig4 = config_lib.load(ROOT / "saved_configs/imagenet/resnet50_fig4.yaml")
     assert fig4.optimizers["sgd-wd"].kwargs == {"momentum": 0.9, "l2": 1e-4}
     assert fig4.schedule.name == "warmup_cosine" and fig4.training.epochs == 90
+    fig7 = config_lib.load(ROOT / "saved_configs/wikitext2/transformer_lm_fig7.yaml")
+    assert fig7.optimizers["sgd"].kwargs == {"global_clipnorm": 0.25}
+    assert [o.kwargs for k, o in fig7.optimizers.items() if k != "sgd"] == [{}, {}, {}]
+    assert (fig7.training.epochs, fig7.training.batch_size, fig7.data.kwargs["bptt"]) == (
+        20, 20, 35)
+    assert (fig7.schedule.milestones, fig7.schedule.factor) == ([10], 0.1)
+    fig8 = config_lib.load(ROOT / "saved_configs/multi30k/transformer_fig8.yaml")
+    assert (fig8.training.loss, fig8.training.label_smoothing) == ("label_smoothed_sum", 0.1)
+    assert (fig8.schedule.name, fig8.schedule.peak_epoch, fig8.training.epochs) == (
+        "linear_up_down", 50, 100)
+    assert fig8.training.batch_size == 128 and fig8.evaluation.bleu
 
 
 # ------------------------------------------------------------------ quickstart

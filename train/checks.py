@@ -13,6 +13,7 @@ import re
 import models
 from train import data as data_lib
 from train import optimizers as optimizers_lib
+from train import tasks
 from train.config import SCHEDULE_FIELDS, SYNTHETIC, ScheduleConfig
 from train.typed import describe, fail, join
 
@@ -32,8 +33,10 @@ def check(config):
     _check_experiment(config.experiment)
     model_cls = _check_model(config.model)
     _check_data(config.data)
+    _check_task(config, model_cls)
     _check_schedule(config.schedule)
     _check_optimizers(config.optimizers, model_cls, config.model.name)
+    _check_evaluation(config.evaluation, _data_task(config.data))
     _check_logging(config.logging)
 
 
@@ -44,6 +47,11 @@ def _check_training(t):
     _positive("training.seed", t.seed, allow_zero=True)
     if not t.metrics:
         fail("training.metrics", "must name at least one metric")
+    if t.label_smoothing is not None:
+        if t.loss != "label_smoothed_sum":
+            fail("training.label_smoothing", "only applies to loss: label_smoothed_sum")
+        if not 0 <= t.label_smoothing < 1:
+            fail("training.label_smoothing", f"must be in [0, 1), got {t.label_smoothing}")
 
 
 def _check_experiment(experiment):
@@ -68,8 +76,12 @@ def _check_model(model):
     return cls
 
 
+def _dataset_names():
+    return list(data_lib.names()) + list(data_lib.text_names())
+
+
 def _check_data(d):
-    valid_data = list(data_lib.names()) + [SYNTHETIC]
+    valid_data = _dataset_names() + [SYNTHETIC]
     if d.name not in valid_data:
         fail(
             "data.name",
@@ -80,12 +92,12 @@ def _check_data(d):
         if d.like is None:
             fail(
                 "data.like",
-                f"required with data.name: synthetic (one of {', '.join(data_lib.names())})",
+                f"required with data.name: synthetic (one of {', '.join(_dataset_names())})",
             )
-        if d.like not in data_lib.names():
+        if d.like not in _dataset_names():
             fail(
                 "data.like",
-                f"unknown dataset {describe(d.like)} (valid: {', '.join(data_lib.names())})",
+                f"unknown dataset {describe(d.like)} (valid: {', '.join(_dataset_names())})",
             )
         for name in ("num_classes", "train_size", "test_size"):
             _positive(f"data.{name}", getattr(d, name))
@@ -93,10 +105,46 @@ def _check_data(d):
             not d.input_shape or any(s < 1 for s in d.input_shape)
         ):
             fail("data.input_shape", f"must be positive sizes, got {d.input_shape}")
-    else:
-        for name in synthetic_only:
-            if getattr(d, name) is not None:
-                fail(f"data.{name}", "only applies to data.name: synthetic")
+        return  # path, data_dir and kwargs are the real data's: ignored
+    for name in synthetic_only:
+        if getattr(d, name) is not None:
+            fail(f"data.{name}", "only applies to data.name: synthetic")
+    if d.kwargs and d.name not in data_lib.text_names():
+        fail("data.kwargs", f"only text datasets take options, not {d.name}")
+    if d.kwargs:
+        valid = data_lib.loader_options(d.name)
+        for key, value in d.kwargs.items():
+            if key not in valid:
+                fail(f"data.kwargs.{key}", f"not an option of {d.name} (valid: {', '.join(valid)})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(f"data.kwargs.{key}", f"must be a positive integer, got {describe(value)}")
+
+
+def _data_task(d):
+    """The task of the config's data: what its examples are for."""
+    name = d.like if d.name == SYNTHETIC else d.name
+    return data_lib.text_task(name) if name in data_lib.text_names() else "classification"
+
+
+def _check_task(config, model_cls):
+    model_task = tasks.model_task(model_cls)
+    data_task = _data_task(config.data)
+    # A GAN learns the images of a classification dataset.
+    if model_task != data_task and not (model_task == "gan" and data_task == "classification"):
+        fail(
+            "model.name",
+            f"model {config.model.name} is a {model_task.replace('_', ' ')} model, but "
+            f"data {config.data.like or config.data.name} is for "
+            f"{data_task.replace('_', ' ')}",
+        )
+
+
+def _check_evaluation(e, data_task):
+    for name in ("beam_size", "max_length", "examples"):
+        _positive(f"evaluation.{name}", getattr(e, name))
+    _positive("evaluation.length_penalty", e.length_penalty, allow_zero=True)
+    if e.bleu and data_task != "translation":
+        fail("evaluation.bleu", "BLEU scores translation models only")
 
 
 def _check_schedule(s):

@@ -111,11 +111,15 @@ class ModelConfig:
 class DataConfig:
     """`train.data.load(name, path=..., data_dir=..., augment=...)`.
 
-    `name: synthetic` makes random, learnable images shaped like the dataset
+    `name: synthetic` makes random, learnable data shaped like the dataset
     `like` (its input shape and number of classes, unless `input_shape` /
-    `num_classes` say otherwise): offline, for smoke runs. It reads no files,
-    so `path` and `data_dir` are ignored (a smoke section can switch a config
-    to synthetic data whatever path the command line gives).
+    `num_classes` say otherwise; for text, `num_classes` is the vocabulary size
+    and `input_shape` the sequence length): offline, for smoke runs. It reads
+    no files, so `path`, `data_dir` and `kwargs` are ignored (a smoke section
+    can switch a config to synthetic data whatever path the command line gives).
+
+    The text datasets (wikitext2, text, multi30k) read local files (`path`)
+    and take their own options in `kwargs`; `train.data.text` documents them.
     """
 
     name: str = "digits"
@@ -151,6 +155,9 @@ class TrainingConfig:
         validation_freq: evaluate the test set every this many epochs.
         metrics: "accuracy", "top5" and/or "perplexity" (text: exp of the
             mean token NLL, padding left out).
+        precision: "float32", or a Keras mixed-precision policy
+            ("mixed_float16": Keras wraps the optimizer in a
+            `LossScaleOptimizer`; "mixed_bfloat16").
         deterministic: make every op deterministic
             (`tf.config.experimental.enable_op_determinism`): then a run, and
             a run killed and resumed any number of times, give bit-identical
@@ -168,6 +175,7 @@ class TrainingConfig:
     metrics: List[Literal["accuracy", "top5", "perplexity"]] = dataclasses.field(
         default_factory=lambda: ["accuracy"]
     )
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     deterministic: bool = False
 
 

@@ -3,6 +3,7 @@
 Layout of a run directory:
 
     config.yaml            the resolved config (rerun it with --config)
+    vocab.json             a text dataset's vocabulary, built once, shared by the runs
     meta.json              versions, git revision, command, strategy
     summary.json           every run's final metrics
     comparison.png         learning curves of all runs (several optimizers)
@@ -82,11 +83,6 @@ def _load_data(config, smoke, vocabulary_path):
     from train import data as data_lib
 
     d, t = config.data, config.training
-    if d.name in data_lib.TEXT_LOADERS:
-        return data_lib.TEXT_LOADERS[d.name](
-            d.path, batch_size=t.batch_size, vocab_path=vocabulary_path,
-            smoke=smoke, seed=t.seed, **d.kwargs,
-        )  # fmt: skip
     if d.name == config_lib.SYNTHETIC:
         return data_lib.load_synthetic(
             d.like,
@@ -106,6 +102,8 @@ def _load_data(config, smoke, vocabulary_path):
         augment=d.augment,
         smoke=smoke,
         seed=t.seed,
+        vocab_path=vocabulary_path if d.name in data_lib.text_names() else None,
+        text_options=d.kwargs,
     )
 
 
@@ -130,6 +128,9 @@ def build(config, label, selection, dataset):
     run = config.optimizers[label]
     steps = steps_per_epoch(config, dataset)
     where = f"optimizers.{label}"
+    # Layers take the global policy when they are made; compile wraps the
+    # optimizer in a LossScaleOptimizer under mixed_float16.
+    keras.mixed_precision.set_global_policy(config.training.precision)
     with selection.strategy.scope():
         try:
             model = _build_model(config, run, dataset)
@@ -150,7 +151,9 @@ def build(config, label, selection, dataset):
         )
         # Build now, eagerly: Nero (and Constrained) project the weights when
         # built, and a backup must be restored after that (building after a
-        # restore would overwrite the restored optimizer state).
+        # restore would overwrite the restored optimizer state). The compiled
+        # optimizer, wrapper included: a backup keeps the loss scale too.
+        optimizer = model.optimizer
         optimizer.build(model.trainable_variables)
     return model, optimizer
 
@@ -254,6 +257,15 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     Raises `train.loop.TrainingFailed` when training stopped on a non-finite
     loss, after writing the failure into metrics.json.
     """
+    try:
+        return _run_one(config, label, run_dir, selection, smoke=smoke, log=log,
+                        read_dir=read_dir)
+    finally:
+        # A mixed-precision run leaves the process as it found it.
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _run_one(config, label, run_dir, selection, *, smoke, log, read_dir):
     from train import loop as loop_lib
 
     run = config.optimizers[label]
@@ -306,8 +318,8 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
 
 
 def _vocabulary_path(run_dir):
-    """Where a text run keeps its vocabulary: the run's directory."""
-    return os.path.join(run_dir, "vocab.json")
+    """Where a text experiment keeps its vocabulary: beside its runs, shared by them."""
+    return os.path.join(os.path.dirname(os.path.abspath(run_dir)), "vocab.json")
 
 
 def _run_line(config, label, dataset, steps, params):
@@ -564,10 +576,11 @@ def _result_line(label, metrics):
         ("final_train_accuracy", "train acc", "f"),
         ("test_accuracy", "test acc", "f"),
         ("test_perplexity", "test ppl", "g"),
-        ("test_bleu", "test BLEU", "f"),
+        ("test_bleu", "test BLEU", "bleu"),
     ):
         if metrics.get(key) is not None:
-            parts.append(f"{name} {_fmt(metrics[key], kind)}")
+            value = metrics[key]
+            parts.append(f"{name} {value:.2f}" if kind == "bleu" else f"{name} {_fmt(value, kind)}")
     return f"{label}: {', '.join(parts)} ({metrics['wall_time_s']:.1f} s)"
 
 

@@ -54,20 +54,18 @@ from train.data.text import (
     Vocabulary,
     load_language_model,
     load_translation,
+    loader_options,
     read_parallel,
     read_text_corpus,
     read_wikitext,
     text_names,
+    text_task,
 )
-
-# Text datasets by name -> loader(path, *, batch_size, vocab_path, smoke, seed, **kwargs).
-TEXT_LOADERS = {}
 
 __all__ = [
     "DataNotFoundError",
     "Dataset",
     "NORMALISATION",
-    "TEXT_LOADERS",
     "UnsafePickleError",
     "Vocabulary",
     "cifar_augment",
@@ -78,9 +76,11 @@ __all__ = [
     "load_synthetic",
     "load_synthetic_text",
     "load_translation",
+    "loader_options",
     "names",
     "read_parallel",
     "read_text_corpus",
     "read_wikitext",
     "text_names",
+    "text_task",
 ]

@@ -97,11 +97,6 @@ class Dataset:
         return self.stream_fn(int(start_step))
 
     @property
-    def model_kwargs(self) -> dict:
-        """What the model needs to know about the data: input shape and classes."""
-        return {"input_shape": tuple(self.input_shape), "num_classes": self.num_classes}
-
-    @property
     def steps_per_epoch(self) -> int:
         """Training batches per epoch (the remainder is dropped)."""
         return self.train_size // self.batch_size if self.batch_size else 0

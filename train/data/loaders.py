@@ -117,6 +117,7 @@ def load(
     seed: int = 0,
     shuffle_buffer: Optional[int] = None,
     vocab_path=None,
+    text_options: Optional[dict] = None,
 ) -> Dataset:
     """Load a dataset by name as batched, normalised tf.data pipelines.
 
@@ -145,6 +146,8 @@ def load(
         the in-memory datasets (a perfect shuffle), 10 000 for ImageNet.
       vocab_path: text datasets only: the run's vocabulary file
         (:meth:`train.data.text.Vocabulary.load_or_build`).
+      text_options: text datasets only: their loader's own arguments
+        (:func:`train.data.text.loader_options` names them).
 
     Returns:
       A :class:`Dataset`.
@@ -155,12 +158,14 @@ def load(
       DataNotFoundError: the data is not available locally; raised before any slow work.
     """
     if name in text.text_names():
-        return _load_text(name, data_dir, path, batch_size, smoke, seed, vocab_path)
+        return _load_text(
+            name, data_dir, path, batch_size, smoke, seed, vocab_path, text_options or {}
+        )
     if name not in REGISTRY:
         valid = list(names() + text.text_names())
         raise ValueError(f"unknown dataset {name!r}; valid names are {valid}")
-    if vocab_path is not None:
-        raise ValueError(f"{name}: vocab_path is for text datasets only")
+    if vocab_path is not None or text_options:
+        raise ValueError(f"{name}: vocab_path and text_options are for text datasets only")
     batch_size = check_batch_size(batch_size)
     if path is not None and data_dir is not None and name != "imagenet":
         raise ValueError(f"{name}: pass either path= (local files) or data_dir= (TFDS), not both")
@@ -228,15 +233,21 @@ def load(
     )
 
 
-def _load_text(name, data_dir, path, batch_size, smoke, seed, vocab_path) -> Dataset:
-    """:func:`load` for a text dataset: its loader at its defaults."""
+def _load_text(name, data_dir, path, batch_size, smoke, seed, vocab_path, options) -> Dataset:
+    """:func:`load` for a text dataset: its loader, with its own options."""
     batch_size = check_batch_size(batch_size)
     if data_dir is not None:
         raise ValueError(f"{name}: text datasets read local files; pass path=, not data_dir=")
+    unknown = sorted(set(options) - set(text.loader_options(name)))
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown option(s) {unknown}; valid: {list(text.loader_options(name))}"
+        )
     if name in text.TRANSLATION_NAMES:
         return text.load_translation(
-            path, batch_size=batch_size, vocab_path=vocab_path, smoke=smoke, seed=seed
-        )
+            path, batch_size=batch_size, vocab_path=vocab_path, smoke=smoke, seed=seed,
+            **options,
+        )  # fmt: skip
     return text.load_language_model(
-        name, path, batch_size=batch_size, vocab_path=vocab_path, smoke=smoke
+        name, path, batch_size=batch_size, vocab_path=vocab_path, smoke=smoke, **options
     )

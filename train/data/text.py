@@ -73,6 +73,21 @@ def text_names() -> tuple:
     return tuple(sorted(LANGUAGE_MODEL_NAMES + TRANSLATION_NAMES))
 
 
+def text_task(name: str) -> str:
+    """What a text dataset's examples are for: "language_model" or "translation"."""
+    return "translation" if name in TRANSLATION_NAMES else "language_model"
+
+
+def loader_options(name: str) -> tuple:
+    """A text dataset's own options (a config's `data.kwargs`): its loader's
+    arguments other than those the harness passes itself."""
+    import inspect
+
+    loader = load_translation if name in TRANSLATION_NAMES else load_language_model
+    harness = ("name", "path", "batch_size", "vocab_path", "smoke", "seed")
+    return tuple(p for p in inspect.signature(loader).parameters if p not in harness)
+
+
 def tokenize(line: str, lowercase: bool = True) -> list:
     """Words and punctuation of ``line`` (see ``WORD_PATTERN``), lower-cased by default."""
     return WORD_PATTERN.findall(line.lower() if lowercase else line)
