@@ -5,6 +5,7 @@ runs themselves are `--smoke` harness subprocesses on synthetic data, offline.
 """
 
 import dataclasses
+import io
 import json
 import os
 import pathlib
@@ -319,6 +320,29 @@ def test_the_config_sweep_section_is_typed_and_the_command_line_wins(tmp_path, c
     assert not (tmp_path / "o").exists()
 
 
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_one_line_rewritten_on_a_terminal_and_plain_lines_otherwise():
+    counts = {"total": 4, "done": 1, "kept": 0, "running": 2, "failed": 0}
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = sweep.Progress(stream)
+        progress.show(counts)
+        progress.show(counts)  # unchanged: a terminal redraws (the clock), a pipe does not
+        progress.show({**counts, "done": 4, "running": 0, "failed": 1}, final=True)
+    assert terminal.getvalue().count("\r") == 3 and terminal.getvalue().count("\n") == 1
+    assert terminal.getvalue().startswith("\rsweep: 1/4 runs done, 2 running, 0 failed, 0:00:0")
+    lines = pipe.getvalue().splitlines()
+    assert [line.rsplit(",", 1)[0] for line in lines] == [
+        "sweep: 1/4 runs done, 2 running, 0 failed",
+        "sweep: 4/4 runs done, 0 running, 1 failed",
+    ]
+    assert "\r" not in pipe.getvalue()
+
+
 # ------------------------------------------------------------------ real runs
 
 
@@ -352,11 +376,11 @@ def test_paper_sweep_runs_grid_then_best_resumes_and_records_a_nan_run(tmp_path,
     values = [metrics[f"sgd/lr0.01/seed{s}"]["test_accuracy"] for s in (0, 1)]
     assert all(metrics[f"sgd/lr0.01/seed{s}"]["status"] == "finished" for s in (0, 1))
     assert [metrics[f"sgd/lr0.01/seed{s}"]["learning_rate"] for s in (0, 1)] == [0.01, 0.01]
-    seeds = [
-        config_lib.yaml_load((out / f"sgd/lr0.01/seed{s}/config.yaml").read_text())["training"]["seed"]
+    stored = [
+        config_lib.yaml_load((out / f"sgd/lr0.01/seed{s}/config.yaml").read_text())
         for s in (0, 1)
     ]
-    assert seeds == [0, 1]
+    assert [c["training"]["seed"] for c in stored] == [0, 1]
 
     text = (out / "results.md").read_text()
     (row,) = table_rows(text, "optimizer | best lr")

@@ -69,8 +69,12 @@ def _parser():
         "(the paper's protocol), one `python -m train` run directory per point.",
     )
     parser.add_argument("--config", metavar="FILE.yaml", required=True, help="experiment config")
-    parser.add_argument("--lr", metavar="LR,LR,...", help="learning rates (default: sweep.learning_rates)")
-    parser.add_argument("--seeds", metavar="S,S,...", help="seeds (default: sweep.seeds, else training.seed)")
+    parser.add_argument(
+        "--lr", metavar="LR,LR,...", help="learning rates (default: sweep.learning_rates)"
+    )
+    parser.add_argument(
+        "--seeds", metavar="S,S,...", help="seeds (default: sweep.seeds, else training.seed)"
+    )
     parser.add_argument(
         "--only", metavar="LABEL", nargs="+", action="extend", help="sweep only these optimizers"
     )
@@ -159,7 +163,9 @@ def _numbers(text, kind, flag):
         try:
             value = kind(item)
         except ValueError:
-            raise SweepError(f"{flag}: expected a comma-separated list of numbers, got {item!r}") from None
+            raise SweepError(
+                f"{flag}: expected a comma-separated list of numbers, got {item!r}"
+            ) from None
         if value != value or value in (float("inf"), float("-inf")):
             raise SweepError(f"{flag}: expected finite numbers, got {item!r}")
         values.append(value)
@@ -192,13 +198,16 @@ def resolve(args):
     elif section.learning_rates:
         lrs = list(section.learning_rates)
     else:
-        raise SweepError("no learning rates to sweep: give --lr or the config's sweep.learning_rates")
+        raise SweepError(
+            "no learning rates to sweep: give --lr or the config's sweep.learning_rates"
+        )
     _check_values(lrs, "--lr", positive=True)
     names = [lr_name(lr) for lr in lrs]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise SweepError(
-                f"--lr: {lrs[names.index(name)]!r} and {lrs[i]!r} name the same run directory ({name})"
+                f"--lr: {lrs[names.index(name)]!r} and {lrs[i]!r} name the same run "
+                f"directory ({name})"
             )
     if args.seeds is not None:
         seeds = _numbers(args.seeds, int, "--seeds")
@@ -225,7 +234,7 @@ def resolve(args):
         parts, _ = config_lib.parse_override(text)
         if parts == ["training", "seed"]:
             raise SweepError(f"--set {text}: the sweep sets each run's seed (use --seeds)")
-        if len(parts) == 3 and parts[0] == "optimizers" and parts[1] in labels and parts[2] == "learning_rate":
+        if len(parts) == 3 and parts[::2] == ["optimizers", "learning_rate"] and parts[1] in labels:
             raise SweepError(f"--set {text}: the sweep sets {parts[1]}'s learning rate (use --lr)")
     settings = Settings(
         config_path=args.config, out=args.out, labels=labels, learning_rates=lrs, seeds=seeds,

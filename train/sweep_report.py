@@ -331,7 +331,8 @@ def plot_curves(records, best, metric, path, title):
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
-    report._save(plt, fig, path, f"{title}\n{metric.curve} at the best lr: mean over seeds, min-max band")
+    subtitle = f"{metric.curve} at the best lr: mean over seeds, min-max band"
+    report._save(plt, fig, path, f"{title}\n{subtitle}")
 
 
 def write(out, records, best, metric, settings, title):
