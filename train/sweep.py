@@ -5,7 +5,7 @@
     python -m train.sweep --config FILE --only nero adam --protocol grid --smoke --out DIR
     python -m train.sweep --config FILE ... --out DIR --report-only
 
-Protocols ("Learning by Turning", Liu et al. 2021, Sec. 5): `paper` (the
+Protocols ("Learning by Turning", Liu et al. 2021): `paper` (the
 default) runs the learning-rate grid on the first seed, picks each
 optimizer's best rate by the metric, then runs that rate on the other seeds;
 `grid` runs every rate on every seed and picks the best mean. The metric is
