@@ -38,6 +38,7 @@ def check(config):
     _check_optimizers(config.optimizers, model_cls, config.model.name)
     _check_evaluation(config.evaluation, _data_task(config.data))
     _check_logging(config.logging)
+    _check_sweep(config.sweep)
 
 
 def _check_training(t):
@@ -209,6 +210,22 @@ def _check_logging(lv):
     _positive("logging.backup_every", lv.backup_every, allow_zero=True)
     _positive("logging.monitor_every", lv.monitor_every, allow_zero=True)
     _positive("logging.batch_log_every", lv.batch_log_every, allow_zero=True)
+
+
+def _check_sweep(sweep):
+    """The sweep section (train.sweep): positive rates, seeds >= 0, each once, a metric."""
+    from train.sweep_report import parse_metric
+
+    for name, values in (("learning_rates", sweep.learning_rates), ("seeds", sweep.seeds)):
+        for i, value in enumerate(values):
+            _positive(f"sweep.{name}.{i}", value, allow_zero=name == "seeds")
+            if value in values[:i]:
+                fail(f"sweep.{name}.{i}", f"{describe(value)} is listed twice")
+    if sweep.metric is not None:
+        try:
+            parse_metric(sweep.metric)
+        except ValueError as e:
+            fail("sweep.metric", str(e))
 
 
 def _check_kwargs(path, kwargs, cls, model_name):

@@ -23,6 +23,7 @@ which ask the models, datasets and optimizers what exists.
       nero: {name: nero, learning_rate: 0.01, kwargs: {...}}
       sgd:  {name: sgd, learning_rate: 0.1}
     logging:  {verbose: 1, tensorboard: true, monitor_every: 50, ...}
+    sweep:    {learning_rates: [...], seeds: [0, 1, 2], protocol: paper}  # train.sweep
     smoke:    {...}                          # a partial config merged by --smoke
 
 `load(path, overrides, smoke)` is the whole pipeline: read the YAML, apply the
@@ -280,6 +281,26 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass
+class SweepConfig:
+    """What `python -m train.sweep` tunes (its command line wins over this section).
+
+    Attributes:
+        learning_rates: the grid, for every optimizer of the config.
+        seeds: the seeds (empty: `training.seed` alone).
+        protocol: "paper" (the grid on the first seed, then the best learning
+            rate on every seed) or "grid" (every learning rate x every seed).
+        metric: the metrics.json key that chooses the best learning rate, with
+            its direction, e.g. "test_accuracy:max" (default: from
+            `training.metrics`; see `train.sweep_report.default_metric`).
+    """
+
+    learning_rates: List[float] = dataclasses.field(default_factory=list)
+    seeds: List[int] = dataclasses.field(default_factory=list)
+    protocol: Literal["grid", "paper"] = "paper"
+    metric: Optional[str] = None
+
+
+@dataclasses.dataclass
 class Config:
     """A whole experiment: one model and dataset, several optimizers."""
 
@@ -293,6 +314,7 @@ class Config:
     strategy: Literal[STRATEGIES] = "default"
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
     smoke: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -418,8 +440,12 @@ def to_dict(config):
         "optimizers",
         "evaluation",
         "logging",
+        "sweep",
         "smoke",
     ]
+    # A sweep section at its defaults is left out: such configs dump as they always did.
+    if config.sweep == SweepConfig():
+        order.remove("sweep")
     return {key: out[key] for key in order}
 
 
