@@ -117,6 +117,8 @@ PAPER_LRS = {
     "transformer_fig8": {"nero": 1e-3, "sgd": 1e-4, "adam": 1e-4, "lamb": 1e-2},
     # CPU scale: Nero untuned, Adam at the paper's rate and at 10x it.
     "transformer_lm_fig7_cpu": {"nero": 0.01, "adam-1e-4": 1e-4, "adam-1e-3": 1e-3},
+    # The grid's starting points (the sweep in its header tunes them).
+    "mlp_depth_fig3_cpu": {"nero": 1e-3, "lamb": 1e-2, "adam": 1e-3, "sgd": 1e-1},
 }
 
 
