@@ -304,8 +304,7 @@ class BatchLogger(keras.callbacks.Callback):
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
-        optimizer = self.model.optimizer
-        self._step = int(ops.convert_to_numpy(optimizer.iterations)) if optimizer else 0
+        self._step = steps_taken(self.model)
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         self._file = open(self.path, "a", newline="", encoding="utf-8")
         self._writer = None
@@ -334,6 +333,18 @@ class BatchLogger(keras.callbacks.Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def steps_taken(model):
+    """Training steps the model has taken: its optimizer's iterations.
+
+    A GAN (`models.gan.ConditionalGAN`) has no `model.optimizer`; each step
+    updates its discriminator optimizer once, so that one counts.
+    """
+    optimizer = model.optimizer
+    if optimizer is None:
+        optimizer = getattr(model, "d_optimizer", None)
+    return int(ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
 
 
 def _is_number(value):

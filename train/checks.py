@@ -35,6 +35,14 @@ def check(config):
     _check_schedule(config.schedule)
     _check_optimizers(config.optimizers, model_cls, config.model.name)
     _check_logging(config.logging)
+    _check_gan(config, model_cls)
+
+
+def _check_gan(config, model_cls):
+    """The GAN-only keys (train/gan.py): per-network kwargs, FID, sample grids."""
+    from train import gan
+
+    gan.check_config(config, model_cls)
 
 
 def _check_training(t):

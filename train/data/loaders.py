@@ -82,6 +82,19 @@ REGISTRY = {
 }
 
 
+# How pixels reach a model: "mean_std" standardises them with NORMALISATION (the
+# classifiers); "minus_one_to_one" maps [0, 1] linearly onto [-1, 1] (a GAN, whose
+# generator ends in tanh).
+SCALINGS = ("mean_std", "minus_one_to_one")
+
+
+def check_scaling(scaling: str) -> str:
+    """``scaling`` itself; ValueError unless it is one of :data:`SCALINGS`."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {list(SCALINGS)}, got {scaling!r}")
+    return scaling
+
+
 def names() -> tuple:
     """Names accepted by :func:`load`, sorted."""
     return tuple(sorted(REGISTRY))
@@ -113,6 +126,7 @@ def load(
     smoke: bool = False,
     seed: int = 0,
     shuffle_buffer: Optional[int] = None,
+    scaling: str = "mean_std",
 ) -> Dataset:
     """Load a dataset by name as batched, normalised tf.data pipelines.
 
@@ -133,6 +147,8 @@ def load(
       seed: seeds shuffling and augmentation (same seed, same sequence of batches).
       shuffle_buffer: examples in the shuffle buffer. Default: the whole training set for
         the in-memory datasets (a perfect shuffle), 10 000 for ImageNet.
+      scaling: one of :data:`SCALINGS`: ``"mean_std"`` (default) standardises with the
+        dataset's :data:`NORMALISATION`; ``"minus_one_to_one"`` maps pixels onto [-1, 1].
 
     Returns:
       A :class:`Dataset`.
@@ -145,6 +161,7 @@ def load(
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; valid names are {list(names())}")
     batch_size = check_batch_size(batch_size)
+    check_scaling(scaling)
     if path is not None and data_dir is not None and name != "imagenet":
         raise ValueError(f"{name}: pass either path= (local files) or data_dir= (TFDS), not both")
     spec = REGISTRY[name]
@@ -172,6 +189,8 @@ def load(
         return tf.cast(images, tf.float32) * scale  # raw pixels -> [0, 1]
 
     def standardise(images):
+        if scaling == "minus_one_to_one":
+            return images * 2.0 - 1.0  # [0, 1] -> [-1, 1]
         return (images - mean) * inv_std  # [0, 1] -> (x - mean) / std, per channel
 
     def train_batch(seed, images):
