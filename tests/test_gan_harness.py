@@ -491,3 +491,32 @@ class StopAt(keras.callbacks.Callback):
         if self.count == self.step:
             raise KeyboardInterrupt
         self.count += 1
+
+
+def test_a_non_finite_d_or_g_loss_stops_a_gan_run_and_says_which():
+    from train.callbacks import NonFiniteLoss
+
+    guard = NonFiniteLoss(keys=("d_loss", "g_loss"))
+    guard.set_model(keras.Sequential())
+    guard.set_params({"steps": 5})
+    guard.on_train_begin()
+    guard.on_epoch_begin(1)
+    guard.on_train_batch_end(2, {"d_loss": 1.0, "g_loss": 0.5})
+    assert guard.failure is None
+    guard.on_train_batch_end(3, {"d_loss": 1.0, "g_loss": float("nan")})
+    assert guard.failure["message"] == (
+        "non-finite loss g_loss (nan) at epoch 1, batch 3 (global step 8)"
+    )
+
+
+@pytest.mark.slow
+def test_the_zoo_gan_trains_with_model_fit_too():
+    keras.utils.set_random_seed(0)
+    gan = models.build("cgan_mnist", **TINY_MODEL, seed=2)
+    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
+    labels = np.arange(8) % 10
+    history = gan.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    assert math.isfinite(history.history["d_loss"][0])
+    assert math.isfinite(history.history["g_loss"][0])
+    assert [int(o.iterations.numpy()) for o in (gan.d_optimizer, gan.g_optimizer)] == [1, 1]

@@ -397,11 +397,15 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 def callbacks(config, model, dataset, run_dir, out_dir, log):
-    """The GAN's own callbacks (sample grid, FID) of one run; they go before the
-    standard ones, which log what they add. Real statistics are ready on return."""
+    """The GAN's own callbacks of one run (a stop on a non-finite D or G loss,
+    the sample grid, the FID); they go before the standard ones, which log what
+    they add. The real statistics are ready on return."""
     ev, epochs = config.evaluation, config.training.epochs
+    from train.callbacks import NonFiniteLoss
+
     sampler = Sampler(model.generator, dataset.num_classes, config.training.seed)
-    out = []
+    # The harness's own guard watches "loss", which a GAN does not log.
+    out = [NonFiniteLoss(keys=("d_loss", "g_loss"))]
     if config.logging.sample_grid_every:
         out.append(
             SampleGrid(
