@@ -6,8 +6,8 @@ them (`train.gan.build`: Nero with each network's neuron layouts; Adam with G
 betas (0, 0.999) and D betas (0.9, 0.999), the paper's), trained on one fixed
 random batch in [-1, 1]:
 
-    python -m bench.gan_step                                  # cgan_mnist, width 8, ~1 min on 2 cores
-    python -m bench.gan_step --model cgan --width 64 --batch 256   # the paper's size (a GPU)
+    python -m bench.gan_step                        # cgan_mnist, width 8: ~1 min on 2 cores
+    python -m bench.gan_step --model cgan --width 64 --batch 256   # the paper's (a GPU)
     python -m bench.gan_step --markdown out.md
 
 Method. One step is `model.train_step` inside one `tf.function` (as
@@ -110,7 +110,8 @@ def run(args):
             timed(step, data)
         runs[name]["times"] = []
     for k in range(args.repeats):
-        order = args.optimizers[k % len(args.optimizers):] + args.optimizers[: k % len(args.optimizers)]
+        shift = k % len(args.optimizers)
+        order = args.optimizers[shift:] + args.optimizers[:shift]
         for name in order:
             runs[name]["times"].append(timed(runs[name]["step"], runs[name]["data"]))
     return runs

@@ -520,3 +520,15 @@ def test_the_zoo_gan_trains_with_model_fit_too():
     assert math.isfinite(history.history["d_loss"][0])
     assert math.isfinite(history.history["g_loss"][0])
     assert [int(o.iterations.numpy()) for o in (gan.d_optimizer, gan.g_optimizer)] == [1, 1]
+
+
+@pytest.mark.slow
+def test_the_gan_step_bench_runs_and_reports_both_optimizers(tmp_path, capsys):
+    from bench import gan_step
+
+    markdown = tmp_path / "gan_step.md"
+    argv = ["--width", "2", "--batch", "4", "--repeats", "2", "--warmup", "0",
+            "--markdown", str(markdown)]  # fmt: skip
+    assert gan_step.main(argv) == 0
+    rows = [line for line in markdown.read_text().splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["nero", "adam"]

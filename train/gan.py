@@ -101,7 +101,10 @@ def check_config(config, model_cls):
     if ev.bleu:
         fail("evaluation.bleu", "a GAN translates nothing; set it false")
     if config.training.loss != "cross_entropy" or config.training.label_smoothing is not None:
-        fail("training.loss", "a GAN's hinge losses are built in; leave loss and label_smoothing unset")
+        fail(
+            "training.loss",
+            "a GAN's hinge losses are built in; leave loss and label_smoothing unset",
+        )
 
 
 # ------------------------------------------------------------------ model and optimizers
@@ -247,7 +250,10 @@ def real_statistics(extractor, dataset, evaluation, path):
 
 
 class Sampler:
-    """Fixed-noise images from a GAN's generator (inference mode), batch by batch."""
+    """Fixed-noise images from a GAN's generator (inference mode), batch by batch.
+
+    `generate(z, labels)` is the generator in inference mode, compiled once.
+    """
 
     def __init__(self, generator, num_classes, seed):
         import tensorflow as tf
@@ -256,7 +262,7 @@ class Sampler:
         self.num_classes = num_classes
         self.seed = seed
         self.latent_dim = int(generator.inputs[0].shape[-1])
-        self._generate = tf.function(
+        self.generate = tf.function(
             lambda z, y: generator([z, y], training=False), reduce_retracing=True
         )
 
@@ -270,7 +276,7 @@ class Sampler:
         labels = (np.arange(n) % self.num_classes).astype("int32")
         for start in range(0, n, batch_size):
             stop = start + batch_size
-            yield self._generate(z[start:stop], labels[start:stop])
+            yield self.generate(z[start:stop], labels[start:stop])
 
 
 class FrechetDistance(keras.callbacks.Callback):
@@ -381,7 +387,7 @@ class SampleGrid(keras.callbacks.Callback):
         classes, per_class = self.sampler.num_classes, self.per_class
         z = np.tile(self.sampler.noise(per_class, stream=2), (classes, 1))
         labels = np.repeat(np.arange(classes, dtype="int32"), per_class)
-        images = keras.ops.convert_to_numpy(self.sampler._generate(z, labels))
+        images = keras.ops.convert_to_numpy(self.sampler.generate(z, labels))
         return image_grid(images, rows=classes)
 
     def on_epoch_end(self, epoch, logs=None):
