@@ -533,6 +533,17 @@ def test_a_gan_loop_under_mirrored_strategy_resumes_both_optimizers_exactly(
         for a, b in zip(want, got):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
+    # The sample grid and the FID read the mirrored generator too.
+    sampler = gan_lib.Sampler(resumed.generator, 10, seed=0)
+    grid = gan_lib.SampleGrid(tmp_path / "samples", sampler, every=1, epochs=1).grid()
+    assert grid.shape == (10 * 29 + 1, 10 * 29 + 1, 1)
+    extractor = gan_lib.PixelFeatures()
+    own = fid_lib.compute_statistics(extractor, sampler.batches(32, 16, stream=1))
+    callback = gan_lib.FrechetDistance(
+        sampler, extractor, own, samples=32, batch_size=16, every=1, epochs=1
+    )
+    assert abs(callback.measure()) < 1e-6
+
 
 class StopAt(keras.callbacks.Callback):
     """Ctrl-C after `step` global steps (the backup of that step is taken first)."""

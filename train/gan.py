@@ -32,6 +32,12 @@ FID feature spaces (`evaluation.fid_features`):
   network: what smoke runs measure, offline, in milliseconds.
 
 The real data's statistics are cached as `.npz` (`train.fid.cached_statistics`).
+
+What does not apply to a GAN: the test set (no validation, no test metrics;
+`training.validation_freq` and `training.metrics` are unused), the Nero
+monitor (`logging.monitor_every` must be 0: it follows one optimizer), and
+the harness's NaN locator (a non-finite `d_loss` or `g_loss` stops the run
+and names the step, without locating the layer).
 """
 
 import hashlib
