@@ -620,3 +620,83 @@ class ConditionalGAN(keras.Model):
             d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
             g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
         )
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BigGANLike(ConditionalGAN):
+    """The Fig. 5 GAN from sizes alone: a `Generator` and a `Discriminator` in a
+    `ConditionalGAN`, what the model zoo's `cgan` / `cgan_mnist` build.
+
+    `task = "gan"`: the harness (`train.gan`) trains it with two optimizers,
+    not the classification loss. Takes only plain arguments, so a config can
+    name and check them.
+
+    Args:
+        input_shape: `(side, side, channels)` of the real images; `side` is 32
+            or 28 (see `RESOLUTIONS`). Defaults to `(32, 32, 3)`.
+        num_classes: Number of classes. Defaults to 10.
+        width: Base channel width w of both networks. Defaults to 64 (the paper).
+        latent_dim, embedding_dim, cbn_momentum: The `Generator`'s.
+        pooling, output_scale: The `Discriminator`'s.
+        seed: The training noise's seed (`ConditionalGAN`).
+        name: Model name. Defaults to "conditional_gan".
+    """
+
+    task = "gan"
+
+    def __init__(
+        self,
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        width=64,
+        latent_dim=80,
+        embedding_dim=80,
+        cbn_momentum=0.999,
+        pooling="avg",
+        output_scale=10.0,
+        seed=None,
+        name=None,
+    ):
+        input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) != 3 or input_shape[0] != input_shape[1]:
+            raise ValueError(
+                "Argument `input_shape` must be (side, side, channels). "
+                f"Received: input_shape={input_shape}"
+            )
+        side, channels = input_shape[0], input_shape[2]
+        _check_resolution(side)
+        generator = Generator(
+            num_classes=num_classes, resolution=side, image_channels=channels,
+            width=width, latent_dim=latent_dim, embedding_dim=embedding_dim,
+            cbn_momentum=cbn_momentum,
+        )  # fmt: skip
+        discriminator = Discriminator(
+            num_classes=num_classes, resolution=side, image_channels=channels,
+            width=width, pooling=pooling, output_scale=output_scale,
+        )  # fmt: skip
+        super().__init__(generator, discriminator, seed=seed, name=name)
+        self.image_shape = input_shape
+        self.num_classes = num_classes
+        self.width = width
+        self.embedding_dim = embedding_dim
+        self.cbn_momentum = cbn_momentum
+        self.pooling = pooling
+        self.output_scale = output_scale
+
+    def get_config(self):
+        return {
+            "input_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "width": self.width,
+            "latent_dim": self.latent_dim,
+            "embedding_dim": self.embedding_dim,
+            "cbn_momentum": self.cbn_momentum,
+            "pooling": self.pooling,
+            "output_scale": self.output_scale,
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -7,6 +7,7 @@ below are the whole registry.
 
 import collections
 
+from models.gan import BigGANLike
 from models.gan import Discriminator
 from models.gan import Generator
 from models.mlp import MLP
@@ -139,3 +140,7 @@ register(
     resolution=28,
     image_channels=1,
 )
+# The whole GAN, G and D, trained by the harness with two optimizers
+# (`task = "gan"`, see train/gan.py): CIFAR-10 32x32 RGB and MNIST 28x28 gray.
+register("cgan", BigGANLike, input_shape=(32, 32, 3), num_classes=10)
+register("cgan_mnist", BigGANLike, input_shape=(28, 28, 1), num_classes=10)

@@ -49,14 +49,30 @@ def _describe_var(v):
     return [v.path, list(int(d) for d in v.shape), str(v.dtype)]
 
 
+def _optimizers(optimizer):
+    """One optimizer, or a list of them (a GAN's two), as a list."""
+    return list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+
+
+def optimizer_variables(optimizer):
+    """The variables of an optimizer, or of a list of optimizers in order."""
+    return [v for o in _optimizers(optimizer) for v in o.variables]
+
+
 def signature(model, optimizer, metrics):
-    """What a backup must match: every variable's path, shape and dtype, in order."""
+    """What a backup must match: every variable's path, shape and dtype, in order.
+
+    `optimizer` may be a list of optimizers (a GAN's discriminator's and
+    generator's): their classes and variables are recorded in order.
+    """
     return {
         "format": BACKUP_FORMAT,
         "model": f"{type(model).__name__} {model.name}",
-        "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__name__}",
+        "optimizer": ", ".join(
+            f"{type(o).__module__}.{type(o).__name__}" for o in _optimizers(optimizer)
+        ),
         "model_variables": [_describe_var(v) for v in model.variables],
-        "optimizer_variables": [_describe_var(v) for v in optimizer.variables],
+        "optimizer_variables": [_describe_var(v) for v in optimizer_variables(optimizer)],
         "metric_variables": [_describe_var(v) for v in metrics],
     }
 
@@ -123,6 +139,9 @@ class Backup:
     variables), the chief into the run directory, the others into their
     temporary directories (TensorFlow's recommendation); all restore from the
     chief's (`read_dir`, which must then be on a filesystem they share).
+
+    `optimizer` is the model's optimizer, or the list of a GAN's two
+    optimizers: the backup then holds both states.
     """
 
     def __init__(self, write_dir, model, optimizer, *, read_dir=None, metrics=None):
@@ -137,7 +156,7 @@ class Backup:
         self.signature = signature(model, optimizer, self.metrics)
         self.checkpoint = tf.train.Checkpoint(
             model_variables=list(model.variables),
-            optimizer_variables=list(optimizer.variables),
+            optimizer_variables=optimizer_variables(optimizer),
             metric_variables=self.metrics,
             step=self.step,
             epochs_done=self.epochs_done,

@@ -229,11 +229,15 @@ class NonFiniteLoss(keras.callbacks.Callback):
     Args:
         locate: `locate(step) -> text` (or a `train.diagnose.Finding`); None
             to only report the step.
+        keys: The batch logs to watch; the message names the one that is not
+            finite unless it is "loss". Defaults to `("loss",)`; a GAN's are
+            `("d_loss", "g_loss")`.
     """
 
-    def __init__(self, locate=None):
+    def __init__(self, locate=None, keys=("loss",)):
         super().__init__()
         self.locate = locate
+        self.keys = tuple(keys)
         self.failure = None
         self._epoch = 0
 
@@ -244,9 +248,12 @@ class NonFiniteLoss(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None or self.failure is not None or _finite(loss):
+        if self.failure is not None:
             return
+        bad = [k for k in self.keys if (logs or {}).get(k) is not None and not _finite(logs[k])]
+        if not bad:
+            return
+        key, loss = bad[0], logs[bad[0]]
         self.model.stop_training = True
         steps = (self.params or {}).get("steps")
         step = self._epoch * steps + batch if steps else None
@@ -260,8 +267,9 @@ class NonFiniteLoss(keras.callbacks.Callback):
         if found is not None and not isinstance(found, str):
             layer, kind, found = found.layer, found.kind, found.text
         where = f"global step {step}" if step is not None else "global step unknown"
+        what = "loss" if key == "loss" else f"loss {key}"
         message = (
-            f"non-finite loss ({float(loss)}) at epoch {self._epoch}, batch {batch} "
+            f"non-finite {what} ({float(loss)}) at epoch {self._epoch}, batch {batch} "
             f"({where})"
         )
         if found:
@@ -304,8 +312,7 @@ class BatchLogger(keras.callbacks.Callback):
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
-        optimizer = self.model.optimizer
-        self._step = int(ops.convert_to_numpy(optimizer.iterations)) if optimizer else 0
+        self._step = steps_taken(self.model)
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         self._file = open(self.path, "a", newline="", encoding="utf-8")
         self._writer = None
@@ -334,6 +341,18 @@ class BatchLogger(keras.callbacks.Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def steps_taken(model):
+    """Training steps the model has taken: its optimizer's iterations.
+
+    A GAN (`models.gan.ConditionalGAN`) has no `model.optimizer`; each step
+    updates its discriminator optimizer once, so that one counts.
+    """
+    optimizer = model.optimizer
+    if optimizer is None:
+        optimizer = getattr(model, "d_optimizer", None)
+    return int(ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
 
 
 def _is_number(value):

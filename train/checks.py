@@ -39,6 +39,14 @@ def check(config):
     _check_evaluation(config.evaluation, _data_task(config.data))
     _check_logging(config.logging)
     _check_sweep(config.sweep)
+    _check_gan(config, model_cls)
+
+
+def _check_gan(config, model_cls):
+    """The GAN-only keys (train/gan.py): per-network kwargs, FID, sample grids."""
+    from train import gan
+
+    gan.check_config(config, model_cls)
 
 
 def _check_training(t):

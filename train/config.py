@@ -17,6 +17,7 @@ which ask the models, datasets and optimizers what exists.
     data:     {name: cifar10, path: ..., data_dir: ..., augment: true, kwargs: {...}}
     training: {epochs: 200, batch_size: 128, seed: 0, jit_compile: auto, ...}
     evaluation: {bleu: false, beam_size: 4, ...}  # after training (translation)
+                                             # or FID (GAN): {fid_features: inception, ...}
     schedule: {name: warmup_multistep, warmup_epochs: 5, milestones: [...]}
     strategy: default                        # default|mirrored|multiworker|tpu
     optimizers:                              # one run per entry, own sub-directory
@@ -224,12 +225,18 @@ class OptimizerConfig:
 
     `kwargs` go to the optimizer's constructor; `model_kwargs` override the
     model's for this run only (e.g. Fig. 3 left compares initial scales).
+    A GAN (a model whose task is "gan") trains with two optimizers of this
+    name and learning rate; `generator_kwargs` / `discriminator_kwargs` are
+    merged over `kwargs` for the generator's / discriminator's (Fig. 5: Adam
+    betas (0, 0.999) for G, (0.9, 0.999) for D). Other models refuse them.
     """
 
     name: str
     learning_rate: float
     kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
     model_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    generator_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    discriminator_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -243,6 +250,21 @@ class EvaluationConfig:
         length_penalty: beam search ranks by `score / length ** length_penalty`.
         max_length: most tokens generated per sentence (end token included).
         examples: translate only the first this many test sentences (None: all).
+        fid_features: GANs only: the feature space of the FID (`train.gan`):
+            "inception" (Keras' ImageNet Inception-v3 pool features, from the
+            local weights file `fid_model`), "classifier" (the penultimate
+            features of a harness run's `model.keras`, `fid_model`, trained
+            on the same dataset), or "pixels" (the images average-pooled to
+            4x4: no network, for smoke runs). None: no FID.
+        fid_model: the file `fid_features` reads (see there).
+        fid_samples: generated images per FID.
+        fid_real_samples: real training images for the reference statistics
+            (None: the whole training split).
+        fid_every: also measure the FID every this many epochs (0: only at the
+            end). Each goes into history ("fid") and the last into metrics.json.
+        fid_batch_size: images per batch through the feature extractor.
+        fid_statistics: `.npz` cache of the real statistics (None:
+            `fid_<features>_<n>.npz` in the run directory, shared by its runs).
     """
 
     bleu: bool = False
@@ -250,6 +272,13 @@ class EvaluationConfig:
     length_penalty: float = 1.0
     max_length: int = 100
     examples: Optional[int] = None
+    fid_features: Optional[Literal["inception", "classifier", "pixels"]] = None
+    fid_model: Optional[str] = None
+    fid_samples: int = 10000
+    fid_real_samples: Optional[int] = None
+    fid_every: int = 0
+    fid_batch_size: int = 100
+    fid_statistics: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -269,6 +298,9 @@ class LoggingConfig:
         monitor_every: NeroMonitor statistics every this many batches (0: off).
         batch_log_every: train loss/accuracy every this many batches into
             batches.csv (0: off); for per-iteration curves (Fig. 3 left).
+        sample_grid_every: GANs only: a grid of generated images (one row per
+            class, fixed noise) into `samples/epoch_<n>.png` every this many
+            epochs and after the last (0: off).
     """
 
     verbose: Literal[0, 1, 2] = 1
@@ -278,6 +310,7 @@ class LoggingConfig:
     backup_every: int = 100
     monitor_every: int = 50
     batch_log_every: int = 0
+    sample_grid_every: int = 1
 
 
 @dataclasses.dataclass

@@ -114,7 +114,7 @@ class Loop:
         dataset: a `train.data.Dataset` (its `stream` for training, `test` for
             validation and `evaluate`).
         epochs, steps: epochs, and batches per epoch.
-        validation_freq: validate every this many epochs (as `model.fit`).
+        validation_freq: validate every this many epochs (as `model.fit`); 0 never.
         callbacks: Keras callbacks.
         verbose: passed to the callbacks' params (as `model.fit`).
         backup: a `train.backup.Backup`, or None.
@@ -222,7 +222,8 @@ class Loop:
     # -- training
 
     def _should_validate(self, epoch):
-        return (epoch + 1) % self.validation_freq == 0
+        # 0: never (a GAN has no test step; its callbacks measure the FID).
+        return self.validation_freq > 0 and (epoch + 1) % self.validation_freq == 0
 
     def _save(self, step, epochs_done):
         if self.backup is None:

@@ -16,6 +16,8 @@ PANELS = (
     ("loss", [("loss", "train"), ("val_loss", "test")]),
     ("accuracy", [("accuracy", "train"), ("val_accuracy", "test")]),
     ("perplexity", [("perplexity", "train"), ("val_perplexity", "test")]),
+    ("GAN hinge losses", [("d_loss", "discriminator"), ("g_loss", "generator")]),
+    ("FID", [("fid", "FID")]),
     (
         "Nero monitor",
         [
@@ -177,8 +179,15 @@ def plot_comparison(histories, path, title):
         ("test accuracy", "val_accuracy", False),
         ("train perplexity", "perplexity", True),
         ("test perplexity", "val_perplexity", True),
+        ("D loss", "d_loss", False),
+        ("G loss", "g_loss", False),
+        ("FID", "fid", True),
     ]
-    panels = [p for p in panels if p[1] == "loss" or any(h.get(p[1]) for h in histories.values())]
+    gan = any(h.get("d_loss") for h in histories.values())
+    panels = [
+        p for p in panels
+        if (p[1] == "loss" and not gan) or any(h.get(p[1]) for h in histories.values())
+    ]  # fmt: skip
     fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8), squeeze=False)
     for ax, (name, key, log_scale) in zip(axes[0], panels):
         lines = [(label, *_series(history, key)) for label, history in histories.items()]
@@ -196,18 +205,28 @@ COLUMNS = (
     ("test acc", "test_accuracy", "{:.4f}"),
     ("test ppl", "test_perplexity", "{:.2f}"),
     ("test BLEU", "test_bleu", "{:.2f}"),
+    ("D loss", "final_d_loss", "{:.4g}"),
+    ("G loss", "final_g_loss", "{:.4g}"),
+    ("FID", "fid", "{:.2f}"),
     ("time (s)", "wall_time_s", "{:.1f}"),
 )
 # Left out of a table where no run has them (a text run has no accuracy, an
 # image run no perplexity).
-OPTIONAL_COLUMNS = ("final_train_accuracy", "test_accuracy", "test_perplexity", "test_bleu")
+OPTIONAL_COLUMNS = (
+    "final_train_accuracy", "test_accuracy", "test_perplexity", "test_bleu",
+    "final_d_loss", "final_g_loss", "fid",
+)  # fmt: skip
+# Left out when every run is a GAN's (train/gan.py): it has no single loss.
+CLASSIFIER_COLUMNS = ("final_train_loss", "test_loss")
 
 
 def table(rows):
     """A plain-text comparison table of runs' metrics."""
+    gans = bool(rows) and all("final_d_loss" in r for r in rows)
     columns = [
         c for c in COLUMNS
-        if c[1] not in OPTIONAL_COLUMNS or any(r.get(c[1]) is not None for r in rows)
+        if (c[1] not in OPTIONAL_COLUMNS or any(r.get(c[1]) is not None for r in rows))
+        and not (gans and c[1] in CLASSIFIER_COLUMNS)
     ]  # fmt: skip
     header = [c[0] for c in columns]
     lines = [header]

@@ -83,6 +83,7 @@ def _load_data(config, smoke, vocabulary_path):
     from train import data as data_lib
 
     d, t = config.data, config.training
+    scaling = tasks.image_scaling(_model_class(config))
     if d.name == config_lib.SYNTHETIC:
         return data_lib.load_synthetic(
             d.like,
@@ -93,6 +94,7 @@ def _load_data(config, smoke, vocabulary_path):
             test_size=d.test_size,
             input_shape=tuple(d.input_shape) if d.input_shape else None,
             num_classes=d.num_classes,
+            scaling=scaling,
         )
     return data_lib.load(
         d.name,
@@ -104,7 +106,14 @@ def _load_data(config, smoke, vocabulary_path):
         seed=t.seed,
         vocab_path=vocabulary_path if d.name in data_lib.text_names() else None,
         text_options=d.kwargs,
+        scaling=scaling,
     )
+
+
+def _model_class(config):
+    import models
+
+    return models.spec(config.model.name).cls
 
 
 def model_kwargs(config, run, dataset):
@@ -257,9 +266,16 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     Raises `train.loop.TrainingFailed` when training stopped on a non-finite
     loss, after writing the failure into metrics.json.
     """
+    from train import gan
+
+    if gan.is_gan(_model_class(config)):  # two optimizers, FID: train/gan.py
+        run = functools.partial(gan.run_one, config, label, run_dir, selection,
+                                smoke=smoke, log=log, read_dir=read_dir)
+    else:
+        run = functools.partial(_run_one, config, label, run_dir, selection,
+                                smoke=smoke, log=log, read_dir=read_dir)
     try:
-        return _run_one(config, label, run_dir, selection, smoke=smoke, log=log,
-                        read_dir=read_dir)
+        return run()
     finally:
         # A mixed-precision run leaves the process as it found it.
         keras.mixed_precision.set_global_policy("float32")
@@ -335,10 +351,13 @@ def _run_line(config, label, dataset, steps, params):
 
 
 def _trainer(config, label, selection, dataset, model, optimizer, *, steps, run_dir,
-             read_dir, log):  # fmt: skip
+             read_dir, log, callbacks=(), validate=True):  # fmt: skip
     """The `train.loop.Loop` of one run, with its backup, callbacks and log hooks.
 
-    Returns `(loop, monitor)`; `monitor` is the run's NeroMonitor, or None.
+    `optimizer` may be a list (a GAN's two: the backup holds both). `callbacks`
+    go before the standard ones (which log what they add to the epoch logs);
+    `validate=False` never runs the test set. Returns `(loop, monitor)`;
+    `monitor` is the run's NeroMonitor, or None.
     """
     from train import loop as loop_lib
 
@@ -372,8 +391,8 @@ def _trainer(config, label, selection, dataset, model, optimizer, *, steps, run_
         dataset,
         epochs=config.training.epochs,
         steps=steps,
-        validation_freq=config.training.validation_freq,
-        callbacks=[guard, *cbs],
+        validation_freq=config.training.validation_freq if validate else 0,
+        callbacks=[guard, *callbacks, *cbs],
         verbose=config.logging.verbose,
         backup=backup,
         backup_every=config.logging.backup_every,
@@ -571,8 +590,12 @@ def run(
 
 def _result_line(label, metrics):
     """The log line of a finished run: its loss and the metrics it has."""
-    parts = [f"train loss {_fmt(metrics['final_train_loss'], 'g')}"]
+    parts = []
     for key, name, kind in (
+        ("final_train_loss", "train loss", "g"),
+        ("final_d_loss", "D loss", "g"),
+        ("final_g_loss", "G loss", "g"),
+        ("fid", "FID", "g"),
         ("final_train_accuracy", "train acc", "f"),
         ("test_accuracy", "test acc", "f"),
         ("test_perplexity", "test ppl", "g"),

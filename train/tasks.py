@@ -10,17 +10,27 @@ otherwise; `train.checks` refuses a mismatch):
 - translation: `(source, target_in)` -> target logits; label-smoothed
   cross-entropy summed over tokens (padding left out), perplexity, and after
   training the test set translated and scored by corpus BLEU.
+- gan: `(images in [-1, 1], labels)` -> a conditional GAN trained with two
+  optimizers and the hinge loss, judged by the FID of its samples (`train.gan`
+  runs it).
 """
 
 import keras
 import numpy as np
 
-TASKS = ("classification", "language_model", "translation")
+TASKS = ("classification", "language_model", "translation", "gan")
 
 
 def model_task(model_cls):
     """The task a model class is made for."""
     return getattr(model_cls, "task", "classification")
+
+
+def image_scaling(model_cls):
+    """How images reach a model (`train.data.load`'s `scaling`): standardised by
+    the dataset's mean/std, or in [-1, 1] for a GAN (its generator ends in tanh;
+    a GAN run is `train.gan`'s)."""
+    return "minus_one_to_one" if model_task(model_cls) == "gan" else "mean_std"
 
 
 def _ignore_id(dataset):

@@ -82,6 +82,19 @@ REGISTRY = {
 }
 
 
+# How pixels reach a model: "mean_std" standardises them with NORMALISATION (the
+# classifiers); "minus_one_to_one" maps [0, 1] linearly onto [-1, 1] (a GAN, whose
+# generator ends in tanh).
+SCALINGS = ("mean_std", "minus_one_to_one")
+
+
+def check_scaling(scaling: str) -> str:
+    """``scaling`` itself; ValueError unless it is one of :data:`SCALINGS`."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {list(SCALINGS)}, got {scaling!r}")
+    return scaling
+
+
 def names() -> tuple:
     """The image datasets :func:`load` reads (each has statistics), sorted.
 
@@ -118,6 +131,7 @@ def load(
     shuffle_buffer: Optional[int] = None,
     vocab_path=None,
     text_options: Optional[dict] = None,
+    scaling: str = "mean_std",
 ) -> Dataset:
     """Load a dataset by name as batched, normalised tf.data pipelines.
 
@@ -148,6 +162,8 @@ def load(
         (:meth:`train.data.text.Vocabulary.load_or_build`).
       text_options: text datasets only: their loader's own arguments
         (:func:`train.data.text.loader_options` names them).
+      scaling: one of :data:`SCALINGS`: ``"mean_std"`` (default) standardises with the
+        dataset's :data:`NORMALISATION`; ``"minus_one_to_one"`` maps pixels onto [-1, 1].
 
     Returns:
       A :class:`Dataset`.
@@ -167,6 +183,7 @@ def load(
     if vocab_path is not None or text_options:
         raise ValueError(f"{name}: vocab_path and text_options are for text datasets only")
     batch_size = check_batch_size(batch_size)
+    check_scaling(scaling)
     if path is not None and data_dir is not None and name != "imagenet":
         raise ValueError(f"{name}: pass either path= (local files) or data_dir= (TFDS), not both")
     spec = REGISTRY[name]
@@ -194,6 +211,8 @@ def load(
         return tf.cast(images, tf.float32) * scale  # raw pixels -> [0, 1]
 
     def standardise(images):
+        if scaling == "minus_one_to_one":
+            return images * 2.0 - 1.0  # [0, 1] -> [-1, 1]
         return (images - mean) * inv_std  # [0, 1] -> (x - mean) / std, per channel
 
     def train_batch(seed, images):

@@ -14,7 +14,7 @@ import tensorflow as tf
 from train.config import SYNTHETIC
 from train.data.dataset import Dataset
 from train.data import text
-from train.data.loaders import REGISTRY, check_batch_size, check_train_size, names
+from train.data.loaders import REGISTRY, check_batch_size, check_scaling, check_train_size, names
 from train.data.stream import AUTOTUNE, StepIndexed
 
 
@@ -40,6 +40,7 @@ def load_synthetic(
     test_size: Optional[int] = None,
     input_shape: Optional[tuple] = None,
     num_classes: Optional[int] = None,
+    scaling: str = "mean_std",
 ) -> Dataset:
     """Random, learnable images shaped like dataset ``like``; offline and instant.
 
@@ -61,6 +62,8 @@ def load_synthetic(
       smoke: default sizes of 2 training and 1 test batch (else 4 and 2).
       train_size / test_size: examples per split, overriding the defaults.
       input_shape / num_classes: override ``like``'s.
+      scaling: ``"mean_std"`` (default): the images as described, roughly standardised;
+        ``"minus_one_to_one"``: squashed into [-1, 1] by ``tanh`` (for a GAN).
 
     Returns:
       A :class:`Dataset` named ``"synthetic"``.
@@ -82,6 +85,7 @@ def load_synthetic(
         valid = list(names() + text.text_names())
         raise ValueError(f"unknown dataset {like!r} to imitate; valid names are {valid}")
     batch_size = check_batch_size(batch_size)
+    check_scaling(scaling)
     spec = REGISTRY[like]
     shape = tuple(int(s) for s in (input_shape or spec.input_shape))
     classes = int(num_classes or spec.num_classes)
@@ -91,6 +95,8 @@ def load_synthetic(
     rng = np.random.default_rng(seed)  # one generator: the test split follows the train one
     x_train, y_train = _arrays(train_size, shape, classes, seed, rng)
     x_test, y_test = _arrays(test_size, shape, classes, seed, rng)
+    if scaling == "minus_one_to_one":
+        x_train, x_test = np.tanh(x_train), np.tanh(x_test)
 
     steps = StepIndexed(
         examples=tf.data.Dataset.from_tensor_slices((x_train, y_train)),
