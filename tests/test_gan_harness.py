@@ -332,6 +332,10 @@ def test_the_cifar_gan_config_smoke_runs_offline_through_the_cli(tmp_path, capsy
          r"^error: evaluation.fid_model: no such file '/nonexistent/model.keras'"),
         (["evaluation.fid_features=inception"],
          r"^error: evaluation.fid_model: required with fid_features inception"),
+        # Offline (the no_network fixture): Keras' download fails at once, in one line.
+        (["evaluation.fid_features=inception", "evaluation.fid_model=imagenet"],
+         r"^error: evaluation.fid_model: cannot get Keras' imagenet Inception-v3 weights: .*"
+         r"offline\? give a local notop .h5 file instead"),
     ],
 )  # fmt: skip
 def test_a_missing_fid_model_file_is_one_line_from_the_cli(tmp_path, capsys, overrides, expected):

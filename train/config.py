@@ -256,7 +256,8 @@ class EvaluationConfig:
             features of a harness run's `model.keras`, `fid_model`, trained
             on the same dataset), or "pixels" (the images average-pooled to
             4x4: no network, for smoke runs). None: no FID.
-        fid_model: the file `fid_features` reads (see there).
+        fid_model: the file `fid_features` reads (see there); for "inception"
+            also "imagenet": Keras downloads the weights (online machines only).
         fid_samples: generated images per FID.
         fid_real_samples: real training images for the reference statistics
             (None: the whole training split).

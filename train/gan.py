@@ -216,8 +216,18 @@ def feature_extractor(evaluation, dataset_name):
     kind = evaluation.fid_features
     if kind == "pixels":
         return PixelFeatures()
+    if kind == "inception" and evaluation.fid_model == "imagenet":
+        # Keras downloads the weights: for machines that are online.
+        try:
+            return fid_lib.InceptionFeatures("imagenet")
+        except Exception as e:  # noqa: BLE001 - offline, or a broken download
+            raise SetupError(
+                f"evaluation.fid_model: cannot get Keras' imagenet Inception-v3 weights: "
+                f"{_one_line(e)} (offline? give a local notop .h5 file instead)"
+            ) from None
     what = {
-        "inception": "a local Keras Inception-v3 notop .h5 weights file",
+        "inception": "a local Keras Inception-v3 notop .h5 weights file, or 'imagenet' "
+                     "to let Keras download it",
         "classifier": "the model.keras of a classifier the harness trained on this dataset",
     }[kind]
     if evaluation.fid_model is None:
