@@ -31,7 +31,7 @@ def _batches(ds, count=None):
     return out
 
 
-def _one_line(error):
+def one_line(error):
     message = str(error.value)
     assert "\n" not in message, message
     return message
@@ -95,7 +95,7 @@ def test_a_malformed_vocabulary_file_is_one_clear_line(tmp_path, content, match)
     path.write_text(content)
     with pytest.raises(ValueError, match=match) as e:
         Vocabulary.load(path)
-    assert _one_line(e).startswith(str(path))
+    assert one_line(e).startswith(str(path))
 
 
 def test_load_or_build_builds_once_then_reads_the_file(tmp_path):
@@ -121,7 +121,7 @@ def test_a_vocabulary_built_from_other_files_is_refused_in_one_line(tmp_path):
         Vocabulary.load_or_build(
             path, {"dataset": "text", "file": "a.txt", "bytes": 11}, lambda: Vocabulary(["y"])
         )
-    assert _one_line(e) == (
+    assert one_line(e) == (
         f'{path} was built from {{"bytes":10}} but this run reads {{"bytes":11}}: '
         f"delete it or use another run directory"
     )
@@ -304,7 +304,7 @@ def test_the_run_vocabulary_is_written_then_checked(wikitext):
         text.load_language_model(
         "wikitext2", wikitext, batch_size=2, eval_batch_size=2, bptt=2, vocab_path=vocab_path
     )
-    message = _one_line(e)
+    message = one_line(e)
     assert message.startswith(f"{vocab_path} was built from") and "wiki.test.tokens" in message
     assert message.endswith("delete it or use another run directory")
 
@@ -336,7 +336,7 @@ def test_missing_wikitext_files_are_named_at_once(tmp_path, present, missing_fil
     with pytest.raises(DataNotFoundError) as e:
         data.load("wikitext2", path=tmp_path, batch_size=2)
     assert time.perf_counter() - start < 1
-    message = _one_line(e)
+    message = one_line(e)
     assert missing_files in message and str(tmp_path) in message
     assert "Salesforce/wikitext" in message and "wikitext-2-v1" in message
     with pytest.raises(DataNotFoundError, match="no path given"):
@@ -532,7 +532,7 @@ def test_missing_multi30k_files_are_named_at_once(tmp_path):
     with pytest.raises(DataNotFoundError) as e:
         text.read_parallel(tmp_path)
     assert time.perf_counter() - start < 1
-    message = _one_line(e)
+    message = one_line(e)
     for name in ("train.de / train.en", "val.de / val.en", "test.de / test.en", "test_2016_"):
         assert name in message
     assert "multi30k/dataset" in message and "data/task1/raw" in message
@@ -545,7 +545,7 @@ def test_parallel_files_of_different_lengths_are_one_clear_line(multi30k):
         f.write("dog\ncat\n")
     with pytest.raises(ValueError) as e:
         text.read_parallel(multi30k)
-    assert _one_line(e) == (
+    assert one_line(e) == (
         "val.de.gz has 1 lines but val.en.gz has 2: parallel files must be aligned line by line"
     )
 

@@ -132,9 +132,9 @@ def build(config, label, selection, dataset):
     steps = runner.steps_per_epoch(config, dataset)
     with selection.strategy.scope():
         try:
-            model = runner._build_model(config, run, dataset)
+            model = runner.build_model(config, run, dataset)
         except (ValueError, TypeError) as e:
-            raise runner.SetupError(f"model {config.model.name}: {runner._one_line(e)}") from None
+            raise runner.SetupError(f"model {config.model.name}: {runner.one_line(e)}") from None
         built = {}
         for network in ("discriminator", "generator"):
             try:
@@ -147,7 +147,7 @@ def build(config, label, selection, dataset):
                 )
             except (ValueError, TypeError) as e:
                 raise runner.SetupError(
-                    f"optimizers.{label} ({network}): {runner._one_line(e)}"
+                    f"optimizers.{label} ({network}): {runner.one_line(e)}"
                 ) from None
         # Builds both optimizers now, in the scope (Nero projects its weights
         # here, before any backup is restored over them).
@@ -211,7 +211,7 @@ class ClassifierFeatures:
 def feature_extractor(evaluation, dataset_name):
     """The FID's feature extractor the config names; SetupError (one line) if it
     cannot be made (no file, not a model)."""
-    from train.runner import SetupError, _one_line
+    from train.runner import SetupError, one_line
 
     kind = evaluation.fid_features
     if kind == "pixels":
@@ -223,7 +223,7 @@ def feature_extractor(evaluation, dataset_name):
         except Exception as e:  # noqa: BLE001 - offline, or a broken download
             raise SetupError(
                 f"evaluation.fid_model: cannot get Keras' imagenet Inception-v3 weights: "
-                f"{_one_line(e)} (offline? give a local notop .h5 file instead)"
+                f"{one_line(e)} (offline? give a local notop .h5 file instead)"
             ) from None
     what = {
         "inception": "a local Keras Inception-v3 notop .h5 weights file, or 'imagenet' "
@@ -241,7 +241,7 @@ def feature_extractor(evaluation, dataset_name):
         return ClassifierFeatures(path, dataset_name)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one line
         raise SetupError(
-            f"evaluation.fid_model: cannot use {path!r} for {kind} features: {_one_line(e)}"
+            f"evaluation.fid_model: cannot use {path!r} for {kind} features: {one_line(e)}"
         ) from None
 
 
@@ -472,13 +472,13 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     model, optimizers = build(config, label, selection, dataset)
     backup_lib.build_metrics(model, selection.strategy, dataset.train.element_spec)
     params = sum(math.prod(v.shape) for v in model.trainable_variables)
-    log(runner._run_line(config, label, dataset, steps, params))
+    log(runner.run_line(config, label, dataset, steps, params))
     log(
         f"{label}: two optimizers, discriminator {optimizer_kwargs(run, 'discriminator')}, "
         f"generator {optimizer_kwargs(run, 'generator')}"
     )
     extra = callbacks(config, model, dataset, run_dir, os.path.dirname(run_dir), log)
-    trainer, monitor = runner._trainer(
+    trainer, monitor = runner.make_trainer(
         config, label, selection, dataset, model, optimizers,
         steps=steps, run_dir=run_dir, read_dir=read_dir or run_dir, log=log,
         callbacks=extra, validate=False,
@@ -488,13 +488,13 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     try:
         trainer.fit()
     except loop_lib.TrainingFailed as e:
-        runner._write_failure(run_dir, label, run, e)
+        runner.write_failure(run_dir, label, run, e)
         log(f"{label}: error: {e}")
         keras.backend.clear_session()
         raise
     fit_time = time.perf_counter() - start
-    history = runner._write_logs(run_dir, monitor)
-    metrics = runner._final_metrics(
+    history = runner.write_logs(run_dir, monitor)
+    metrics = runner.final_metrics(
         config, label, history, {}, monitor,
         params=params, steps=steps, fit_time=fit_time,
         wall=time.perf_counter() - start, resumed=trainer.resumed_from,

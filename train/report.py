@@ -127,7 +127,7 @@ def _series(history, key):
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display needed (or wanted)
@@ -149,7 +149,7 @@ def _draw_panel(ax, name, lines, log_scale):
     ax.legend(fontsize=8)
 
 
-def _save(plt, fig, path, title):
+def save_figure(plt, fig, path, title):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -158,7 +158,7 @@ def _save(plt, fig, path, title):
 
 def plot_run(history, path, title):
     """Learning curves of one run: loss, accuracy (and Nero monitor) per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [p for p in PANELS if any(history.get(k) for k, _ in p[1])]
     fig, axes = plt.subplots(
         1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6)
@@ -167,12 +167,12 @@ def plot_run(history, path, title):
     for ax, (name, curves) in zip(axes, panels):
         lines = [(label, *_series(history, key)) for key, label in curves]
         _draw_panel(ax, name, lines, log_scale=name == "Nero monitor")
-    _save(plt, fig, path, title)
+    save_figure(plt, fig, path, title)
 
 
 def plot_comparison(histories, path, title):
     """One line per run: train loss, then train and test accuracy (or perplexity) per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [
         ("train loss", "loss", True),
         ("train accuracy", "accuracy", False),
@@ -192,7 +192,7 @@ def plot_comparison(histories, path, title):
     for ax, (name, key, log_scale) in zip(axes[0], panels):
         lines = [(label, *_series(history, key)) for label, history in histories.items()]
         _draw_panel(ax, name, lines, log_scale)
-    _save(plt, fig, path, title)
+    save_figure(plt, fig, path, title)
 
 
 COLUMNS = (

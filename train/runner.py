@@ -74,9 +74,9 @@ def load_data(config, smoke, vocabulary_path=None):
     try:
         return _load_data(config, smoke, vocabulary_path)
     except data_lib.DataNotFoundError as e:
-        raise SetupError(_one_line(e)) from None
+        raise SetupError(one_line(e)) from None
     except ValueError as e:  # malformed files, batch larger than the data, ...
-        raise SetupError(f"data {config.data.name}: {_one_line(e)}") from None
+        raise SetupError(f"data {config.data.name}: {one_line(e)}") from None
 
 
 def _load_data(config, smoke, vocabulary_path):
@@ -142,16 +142,16 @@ def build(config, label, selection, dataset):
     keras.mixed_precision.set_global_policy(config.training.precision)
     with selection.strategy.scope():
         try:
-            model = _build_model(config, run, dataset)
+            model = build_model(config, run, dataset)
         except (ValueError, TypeError) as e:
-            raise SetupError(f"model {config.model.name}: {_one_line(e)}") from None
+            raise SetupError(f"model {config.model.name}: {one_line(e)}") from None
         try:
             lr = schedules.build(
                 config.schedule, run.learning_rate, steps, config.training.epochs
             )
             optimizer = optimizers_lib.build(run.name, lr, run.kwargs, model)
         except (ValueError, TypeError) as e:
-            raise SetupError(f"{where}: {_one_line(e)}") from None
+            raise SetupError(f"{where}: {one_line(e)}") from None
         model.compile(
             optimizer=optimizer,
             loss=tasks.loss(config.training, dataset),
@@ -167,13 +167,15 @@ def build(config, label, selection, dataset):
     return model, optimizer
 
 
-def _build_model(config, run, dataset):
+def build_model(config, run, dataset):
+    """The zoo model of one run: the config's, with the data's and the run's arguments."""
     import models
 
     return models.build(config.model.name, **model_kwargs(config, run, dataset))
 
 
-def _one_line(error):
+def one_line(error):
+    """An exception's message on one line (what the CLI prints)."""
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())
 
@@ -294,8 +296,8 @@ def _run_one(config, label, run_dir, selection, *, smoke, log, read_dir):
     model, optimizer = build(config, label, selection, dataset)
     backup_lib.build_metrics(model, selection.strategy, dataset.train.element_spec)
     params = sum(math.prod(v.shape) for v in model.trainable_variables)
-    log(_run_line(config, label, dataset, steps, params))
-    trainer, monitor = _trainer(
+    log(run_line(config, label, dataset, steps, params))
+    trainer, monitor = make_trainer(
         config, label, selection, dataset, model, optimizer,
         steps=steps, run_dir=run_dir, read_dir=read_dir or run_dir, log=log,
     )  # fmt: skip
@@ -304,7 +306,7 @@ def _run_one(config, label, run_dir, selection, *, smoke, log, read_dir):
     try:
         trainer.fit()
     except loop_lib.TrainingFailed as e:
-        _write_failure(run_dir, label, run, e)
+        write_failure(run_dir, label, run, e)
         log(f"{label}: error: {e}")
         keras.backend.clear_session()
         raise
@@ -314,8 +316,8 @@ def _run_one(config, label, run_dir, selection, *, smoke, log, read_dir):
         evaluation = tasks.final_evaluation(config.evaluation, model, dataset, log)
     wall = time.perf_counter() - start
 
-    history = _write_logs(run_dir, monitor)
-    metrics = _final_metrics(
+    history = write_logs(run_dir, monitor)
+    metrics = final_metrics(
         config, label, history, test, monitor,
         params=params, steps=steps, fit_time=fit_time, wall=wall,
         resumed=trainer.resumed_from,
@@ -338,7 +340,7 @@ def _vocabulary_path(run_dir):
     return os.path.join(os.path.dirname(os.path.abspath(run_dir)), "vocab.json")
 
 
-def _run_line(config, label, dataset, steps, params):
+def run_line(config, label, dataset, steps, params):
     """The log line that says what one run trains, on what, for how long."""
     run = config.optimizers[label]
     return (
@@ -350,7 +352,7 @@ def _run_line(config, label, dataset, steps, params):
     )
 
 
-def _trainer(config, label, selection, dataset, model, optimizer, *, steps, run_dir,
+def make_trainer(config, label, selection, dataset, model, optimizer, *, steps, run_dir,
              read_dir, log, callbacks=(), validate=True):  # fmt: skip
     """The `train.loop.Loop` of one run, with its backup, callbacks and log hooks.
 
@@ -404,7 +406,7 @@ def _trainer(config, label, selection, dataset, model, optimizer, *, steps, run_
     return trainer, monitor
 
 
-def _write_failure(run_dir, label, run, error):
+def write_failure(run_dir, label, run, error):
     """metrics.json of a run that stopped on a non-finite loss: where it started."""
     failure = {
         "label": label,
@@ -417,7 +419,7 @@ def _write_failure(run_dir, label, run, error):
     report.write_json(os.path.join(run_dir, "metrics.json"), failure)
 
 
-def _write_logs(run_dir, monitor):
+def write_logs(run_dir, monitor):
     """history.json from the CSV log, and the monitor's last rows; returns the history."""
     history = report.read_history_csv(os.path.join(run_dir, "history.csv"))
     report.write_json(os.path.join(run_dir, "history.json"), history)
@@ -427,7 +429,7 @@ def _write_logs(run_dir, monitor):
     return history
 
 
-def _final_metrics(config, label, history, test, monitor, *, params, steps, fit_time,
+def final_metrics(config, label, history, test, monitor, *, params, steps, fit_time,
                    wall, resumed):  # fmt: skip
     """What a finished run reports in metrics.json."""
     run = config.optimizers[label]

@@ -296,7 +296,7 @@ def sweep_json(records, best, metric, settings):
 
 def plot_curves(records, best, metric, path, title):
     """curves.png: per label at its best lr, the per-epoch curve's mean and min-max band."""
-    plt = report._pyplot()
+    plt = report.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     drawn = 0
     for label in _labels(records):
@@ -332,7 +332,7 @@ def plot_curves(records, best, metric, path, title):
     else:
         ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
     subtitle = f"{metric.curve} at the best lr: mean over seeds, min-max band"
-    report._save(plt, fig, path, f"{title}\n{subtitle}")
+    report.save_figure(plt, fig, path, f"{title}\n{subtitle}")
 
 
 def write(out, records, best, metric, settings, title):
