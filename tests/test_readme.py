@@ -1,6 +1,6 @@
-"""The README's Python snippets and nero_tf's docstring examples run as printed.
+"""The README's (and docs/saving.md's) Python snippets and nero_tf's docstring examples run as printed.
 
-Every ```python block of README.md is a complete program: it is written to a
+Every ```python block of README.md and docs/saving.md is a complete program: it is written to a
 file and run in a fresh Python process (Keras fixes its backend, mixed-precision
 policy and logical devices once per process), with an empty temporary directory
 as working directory and only the repository on PYTHONPATH, as a user who
@@ -28,17 +28,20 @@ import nero_tf
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# The documents whose snippets are programs: the README and the recipes it links to.
+DOCUMENTS = [README, ROOT / "docs" / "saving.md"]
 # Generous: each snippet imports TensorFlow in a new process on a loaded machine.
 TIMEOUT_S = 300
 
 
 def readme_snippets():
-    """`(first line number, code)` of each ```python block of the README."""
-    text = README.read_text()
+    """`("file:first line number", code)` of each ```python block of the documents."""
     snippets = []
-    for match in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S):
-        line = text.count("\n", 0, match.start()) + 2  # the block's first code line
-        snippets.append((line, match.group(1)))
+    for path in DOCUMENTS:
+        text = path.read_text()
+        for match in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S):
+            line = text.count("\n", 0, match.start()) + 2  # the block's first code line
+            snippets.append((f"{path.relative_to(ROOT)}:{line}", match.group(1)))
     return snippets
 
 
@@ -71,19 +74,20 @@ def test_the_readme_has_the_snippets_this_file_runs():
     # pass vacuously, and a recipe could quietly move out of the tested code.
     code = "\n".join(code for _, code in SNIPPETS)
     assert [recipe for recipe in RECIPES if recipe not in code] == []
-    fences = re.findall(r"^```(\w*)$", README.read_text(), re.M)
-    openings = fences[0::2]
-    assert set(openings) <= {"python", "bash", "text"}, openings
+    for path in DOCUMENTS:
+        fences = re.findall(r"^```(\w*)$", path.read_text(), re.M)
+        openings = fences[0::2]
+        assert set(openings) <= {"python", "bash", "text"}, (path, openings)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "line, code", SNIPPETS, ids=[f"README.md:{line}" for line, _ in SNIPPETS]
+    "where, code", SNIPPETS, ids=[where for where, _ in SNIPPETS]
 )
-def test_readme_snippet_runs_as_printed(line, code, tmp_path):
+def test_readme_snippet_runs_as_printed(where, code, tmp_path):
     done = _run(code, tmp_path)
     assert done.returncode == 0, (
-        f"README.md line {line}: the snippet exited {done.returncode}\n"
+        f"{where}: the snippet exited {done.returncode}\n"
         f"--- snippet ---\n{code}--- stderr (end) ---\n{done.stderr[-4000:]}"
     )
 
