@@ -122,6 +122,8 @@ PAPER_LRS = {
     "transformer_lm_fig7_cpu": {"nero": 0.01, "adam-1e-4": 1e-4, "adam-1e-3": 1e-3},
     # The grid's starting points (the sweep in its header tunes them).
     "mlp_depth_fig3_cpu": {"nero": 1e-3, "lamb": 1e-2, "adam": 1e-3, "sgd": 1e-1},
+    "mlp5_cwn_fig3_left_cpu": {
+        "adam-sigma1": 0.01, "adam-sigma100": 0.01, "nero-sigma1": 0.01, "nero-sigma100": 0.01},
     "cgan_fig5": {"nero": 0.01, "sgd": 0.01, "adam": 1e-4, "lamb": 0.01},
     "cgan_mnist_fig5": {"nero": 0.01, "adam": 1e-4},
 }
