@@ -439,3 +439,39 @@ def test_grid_sweep_runs_every_rate_on_every_seed(tmp_path, capsys):
     assert all(sum(by_lr[best]) >= sum(by_lr[lr]) for lr in others)
     (row,) = table_rows((out / "results.md").read_text(), "optimizer | best lr")
     assert row[:3] == ["nero", f"{best:g}", f"{sum(by_lr[best]) / 2:.4g}"]
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_rerunning_its_finished_runs(tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    argv = ["--config", CONFIG, "--smoke", "--only", "sgd", "--lr", "0.01,0.1,1",
+            "--seeds", "0", "--protocol", "grid", "--jobs", "1", "--out", str(out)]
+    first = out / "sgd" / "lr0.01" / "seed0" / "sgd" / "metrics.json"
+    # The whole sweep, its runs included, in one process group: killed at once.
+    process = subprocess.Popen([sys.executable, "-m", "train.sweep", *argv], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300  # generous: a loaded machine
+    try:
+        while not first.exists():
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline, "the first run did not finish in 300 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (out / "results.md").exists(), "the sweep finished before it was killed"
+    stamp = first.stat().st_mtime_ns
+
+    status, stdout, err = run_sweep(argv, capsys)
+    assert status == 0, err
+    assert "sweep: 3/3 runs done (1 kept from before)" in stdout, stdout
+    assert first.stat().st_mtime_ns == stamp  # not run again
+    data = json.loads((out / "sweep.json").read_text())
+    assert [(r["lr"], r["status"]) for r in data["runs"]] == [
+        (0.01, "finished"), (0.1, "finished"), (1.0, "finished")]
