@@ -8,6 +8,7 @@ default run (`-m "not slow"`) must run and pass.
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -69,3 +70,28 @@ def test_optimizer_tests_pass_on_jax(tmp_path):
               if i in ran and o[0] != "passed" and o[1] != "pytest.xfail"}
     assert not others, f"{others}\n{_output(result)}"
     assert sum(o[0] == "passed" for o in outcomes.values()) > 100
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_on_jax_without_tensorflow(tmp_path):
+    # bench/gpu_check.sh is for a GPU machine with JAX and no TensorFlow: its two
+    # programs must run with TensorFlow unimportable (a None entry in sys.modules).
+    blocked = tmp_path / "sitecustomize.py"
+    blocked.write_text("import sys\nsys.modules['tensorflow'] = None\n")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+               PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    runs = {
+        "bench.gpu_reproduction": ["--optimizers", "nero,sgd", "--epochs", "2"],
+        "bench.optimizer_step": ["--backend", "jax", "--models", "mlp100", "--repeats", "2",
+                                 "--warmup", "1"],
+    }
+    outputs = {}
+    for module, args in runs.items():
+        result = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, _output(result)
+        outputs[module] = result.stdout
+    assert "backend jax" in outputs["bench.gpu_reproduction"]
+    assert re.search(r"^\| nero \| nero \| 0\.001 \| [0-9.]+ \| [0-9.]+ \|",
+                     outputs["bench.gpu_reproduction"], re.M), outputs["bench.gpu_reproduction"]
+    assert "No retracing" in outputs["bench.optimizer_step"]
