@@ -391,12 +391,13 @@ def test_a_gan_run_scores_fid_in_inception_features_from_a_local_file(tmp_path, 
     argv = ["--config", CIFAR, "--smoke", "--only", "nero", "--out", out,
             "--set", "evaluation.fid_features=inception",
             "--set", f"evaluation.fid_model={path}",
-            "--set", "evaluation.fid_samples=16"]  # fmt: skip
+            "--set", "evaluation.fid_samples=16",
+            "--set", "evaluation.fid_real_samples=16"]  # fmt: skip
     status, stdout, err = run_cli(argv, capsys)
     assert status == 0, err
     assert "FID in inception_v3_pool:inception_v3_notop.weights.h5 features" in stdout
     metrics = json.loads((out / "nero" / "metrics.json").read_text())
-    # 16 and 64 samples in 2048 dimensions: the square root may fail (then NaN,
+    # 16 and 16 samples in 2048 dimensions: the square root may fail (then NaN,
     # said in the log); the run finishes either way.
     assert metrics["fid_features"] == "inception"
     assert metrics["fid"] is None or math.isfinite(metrics["fid"])
