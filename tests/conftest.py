@@ -44,9 +44,6 @@ def pytest_xdist_auto_num_workers(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    # The slow tests first (otherwise in file order): spread over the workers at the
-    # start, the long ones do not leave one worker busy at the end while the other idles.
-    items.sort(key=lambda item: "slow" not in item.keywords)
     if keras.backend.backend() == "tensorflow":
         return
     skip = pytest.mark.skip(reason="needs the TensorFlow backend")
