@@ -332,3 +332,56 @@ def assert_same_keras_state(expected_path, actual_path):
     assert any(name.startswith("optimizer/") for name in expected)
     for name in expected:
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+
+
+def last_logged_step(path):
+    """The last `step` in a run's batches.csv, or -1 (no file or no row yet)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return int(rows[-1]["step"]) if rows else -1
+    except (OSError, KeyError, ValueError, IndexError):
+        return -1
+
+
+def run_killed_and_resumed(config_path, tmp_path, label, kills, kill_timeout):
+    """`python -m train --config config_path` run twice: once uninterrupted into
+    `tmp_path/reference`, once into `tmp_path/killed` with SIGKILL after each
+    batch step in `kills` is logged (the same command restarted every time) and
+    then run to the end. Returns the two run directories."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
+
+    def command(out):
+        return [sys.executable, "-m", "train", "--config", str(config_path), "--out", str(out)]
+
+    reference = tmp_path / "reference"
+    done = subprocess.run(command(reference), cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "killed"
+    log = out / label / "batches.csv"
+    for k in kills:
+        process = subprocess.Popen(
+            command(out), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + kill_timeout
+        while process.poll() is None and last_logged_step(log) < k:
+            assert time.monotonic() < deadline, "the run never reached the kill point"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        stderr = process.stderr.read().decode(errors="replace")
+        process.stderr.close()
+        assert process.returncode == -signal.SIGKILL, stderr[-2000:]
+        assert not (out / label / "metrics.json").exists()
+    done = subprocess.run(command(out), cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming from its backup" in (out / "log.txt").read_text()
+    return reference, out

@@ -5,7 +5,6 @@ in this process, offline (digits, synthetic data, tiny models).
 """
 
 import contextlib
-import csv
 import hashlib
 import io
 import json
@@ -14,10 +13,8 @@ import pathlib
 import pickle
 import random
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -40,6 +37,7 @@ from tests.conftest import (
     interrupted,
     one_error_line,
     run_cli,
+    run_killed_and_resumed,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -88,51 +86,15 @@ TINY = {
 TINY_STEPS = 3 * (1437 // 64)  # 66 steps, 22 per epoch
 
 
-def _last_logged_step(path):
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        return int(rows[-1]["step"]) if rows else -1
-    except (OSError, KeyError, ValueError, IndexError):
-        return -1
-
-
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_three_times_ends_bit_identical(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-
-    def command(out):
-        return [sys.executable, "-m", "train", "--config", str(config), "--out", str(out)]
-
-    reference = tmp_path / "reference"
-    done = subprocess.run(command(reference), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-
     # Kill after batch k has been logged, for three seeded-random k (mid-epoch
     # ones among them), restarting the very same command each time.
     kills = sorted(random.Random(20240607).sample(range(3, TINY_STEPS - 12), 3))
     assert any(k % 22 not in (0, 21) for k in kills)
-    out = tmp_path / "killed"
-    log = out / "nero" / "batches.csv"
-    for k in kills:
-        process = subprocess.Popen(
-            command(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 60
-        while process.poll() is None and _last_logged_step(log) < k:
-            assert time.monotonic() < deadline, "the run never reached the kill point"
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        stderr = process.stderr.read().decode(errors="replace")
-        process.stderr.close()
-        assert process.returncode == -signal.SIGKILL, stderr[-2000:]
-        assert not (out / "nero" / "metrics.json").exists()
-    done = subprocess.run(command(out), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "resuming from its backup" in (out / "log.txt").read_text()
+    reference, out = run_killed_and_resumed(config, tmp_path, "nero", kills, kill_timeout=60)
 
     # Weights AND optimizer variables, bit for bit.
     assert_same_keras_state(reference / "nero" / "model.keras", out / "nero" / "model.keras")
@@ -142,7 +104,9 @@ def test_a_run_killed_with_sigkill_three_times_ends_bit_identical(tmp_path):
     assert not (out / "nero" / "backup").exists()
 
     # Finished: the same command is refused, with one line.
-    done = subprocess.run(command(out), cwd=ROOT, env=env, capture_output=True, text=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "train", "--config", str(config), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     # (TensorFlow's C++ start-up lines come first in a subprocess.)
     assert "holds a finished run of this config" in done.stderr.strip().splitlines()[-1]

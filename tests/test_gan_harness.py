@@ -6,10 +6,6 @@ import math
 import os
 import pathlib
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import keras
 import numpy as np
@@ -24,7 +20,9 @@ from train import gan as gan_lib
 from train import runner
 from train import strategy as strategy_lib
 from train.config import ConfigError
-from tests.conftest import assert_config_round_trips, one_error_line, run_cli
+from tests.conftest import (
+    assert_config_round_trips, one_error_line, run_cli, run_killed_and_resumed,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CIFAR = ROOT / "saved_configs/cifar10/cgan_fig5.yaml"
@@ -443,52 +441,14 @@ KILL_CONFIG = {
 KILL_STEPS = 3 * 6  # 6 steps per epoch
 
 
-def _last_logged_step(path):
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        return int(rows[-1]["step"]) if rows else -1
-    except (OSError, KeyError, ValueError, IndexError):
-        return -1
-
-
 @pytest.mark.slow
 def test_a_gan_run_killed_with_sigkill_resumes_both_optimizers_exactly(tmp_path):
     config = tmp_path / "gan.yaml"
     config.write_text(yaml.safe_dump(KILL_CONFIG))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-
-    def command(out):
-        return [sys.executable, "-m", "train", "--config", str(config), "--out", str(out)]
-
-    reference = tmp_path / "reference"
-    done = subprocess.run(command(reference), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-
     # Killed after a mid-epoch batch and again later, the same command each time.
     kills = sorted(random.Random(16).sample(range(2, KILL_STEPS - 3), 2))
     assert any(k % 6 not in (0, 5) for k in kills)
-    out = tmp_path / "killed"
-    log = out / "adam" / "batches.csv"
-    for k in kills:
-        process = subprocess.Popen(
-            command(out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 120
-        while process.poll() is None and _last_logged_step(log) < k:
-            assert time.monotonic() < deadline, "the run never reached the kill point"
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        stderr = process.stderr.read().decode(errors="replace")
-        process.stderr.close()
-        assert process.returncode == -signal.SIGKILL, stderr[-2000:]
-        assert not (out / "adam" / "metrics.json").exists()
-    done = subprocess.run(command(out), cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "resuming from its backup" in (out / "log.txt").read_text()
+    reference, out = run_killed_and_resumed(config, tmp_path, "adam", kills, kill_timeout=120)
 
     assert_same_gan_state(reference / "adam" / "model.keras", out / "adam" / "model.keras")
     for name in ("history.json", "batches.csv"):
