@@ -460,7 +460,6 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     samples and metrics; returns `(metrics, history)`."""
     from train import backup as backup_lib
     from train import loop as loop_lib
-    from train import report
     from train import runner
 
     run = config.optimizers[label]
@@ -500,16 +499,7 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
         wall=time.perf_counter() - start, resumed=trainer.resumed_from,
     )  # fmt: skip
     metrics = final_metrics(metrics, config, run, history)
-    report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    if trainer.backup is not None:
-        trainer.backup.remove()  # only now: a kill before metrics.json resumes
-    report.plot_run(
-        history,
-        os.path.join(run_dir, "curves.png"),
-        f"{config.experiment}: {label} ({run.name}, lr {run.learning_rate:g})",
-    )
-    keras.backend.clear_session()
-    return metrics, history
+    return runner.finish_run(config, label, run_dir, trainer, metrics, history)
 
 
 def final_metrics(metrics, config, run, history):

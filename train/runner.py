@@ -323,6 +323,13 @@ def _run_one(config, label, run_dir, selection, *, smoke, log, read_dir):
         resumed=trainer.resumed_from,
     )  # fmt: skip
     metrics.update(evaluation)
+    return finish_run(config, label, run_dir, trainer, metrics, history)
+
+
+def finish_run(config, label, run_dir, trainer, metrics, history):
+    """A finished run's last writes: metrics.json, then (only then) the backup
+    removed, the curves; returns `(metrics, history)`."""
+    run = config.optimizers[label]
     report.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     if trainer.backup is not None:
         trainer.backup.remove()  # only now: a kill before metrics.json resumes, not restarts

@@ -379,13 +379,7 @@ def execute(settings, jobs, progress):
     The error line is that of a run that exited with 2 (bad input), which
     stops the sweep: the other runs are interrupted (they resume next time).
     """
-    records = {}
-
-    def record(key):
-        if key not in records:
-            records[key] = read_record(settings.out, *key, settings.metric)
-        return records[key]
-
+    records, record = _cached_records(settings)
     runs, _ = planned(settings, record)
     kept = sum(done(record(key)) for key in runs)
     running, ended, stop = {}, set(), None
@@ -444,8 +438,9 @@ def _counts(runs, undecided, records, running, kept):
     }
 
 
-def read_records(settings):
-    """Every run the protocol plans, as its run directory tells it (nothing runs)."""
+def _cached_records(settings):
+    """`(records, record)`: `record(key)` reads a run's record from its directory once
+    and remembers it in the dict `records`."""
     records = {}
 
     def record(key):
@@ -453,6 +448,12 @@ def read_records(settings):
             records[key] = read_record(settings.out, *key, settings.metric)
         return records[key]
 
+    return records, record
+
+
+def read_records(settings):
+    """Every run the protocol plans, as its run directory tells it (nothing runs)."""
+    _, record = _cached_records(settings)
     runs, _ = planned(settings, record)
     return [record(key) for key in runs]
 
