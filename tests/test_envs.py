@@ -278,6 +278,7 @@ def test_async_vector_env_matches_sync(monkeypatch):
     results = []
     for async_ in (False, True):
         vector = envs.make_vector_env("CartPole-v1", 2, seed=4, async_=async_)
+        assert isinstance(vector, gym.vector.AsyncVectorEnv) == async_
         steps, end, after = cartpole_until_it_falls(vector)
         results.append((steps, end[0], end[1], envs.episode_returns(end[4]), after[0]))
         vector.close()

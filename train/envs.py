@@ -51,7 +51,7 @@ def _spec(env_id):
         return gym.spec(env_id)
     except gym.error.Error as error:
         raise ValueError(
-            f"unknown environment id {env_id!r} ({error}); "
+            f"unknown environment id {env_id!r}: {str(error).rstrip('.')}; "
             f"known ids include {', '.join(KNOWN_IDS)}"
         ) from None
 
@@ -222,8 +222,10 @@ def make_vector_env(env_id, num_envs, seed, *, async_=False):
     when it is made, so the first `envs.reset()` is reproducible without a
     seed; `envs.reset(seed=s)` reseeds sub-env i with s + i. `async_=True`
     runs each sub-env in its own process (AsyncVectorEnv, "forkserver" start,
-    so a parent that has imported TensorFlow is not forked); the default steps
-    them in this process.
+    so a parent that has imported TensorFlow is not forked; as with any
+    non-fork start, a script calling it needs an `if __name__ == "__main__":`
+    guard); the default steps them in this process, which was the faster on
+    2 CPU cores. Call `envs.close()` when done.
 
     Autoreset contract (AutoresetMode.SAME_STEP, for every id): on the step
     where sub-env i's episode ends, terminated[i] or truncated[i] is True,
@@ -232,8 +234,9 @@ def make_vector_env(env_id, num_envs, seed, *, async_=False):
     infos["final_obs"][i] (where infos["_final_obs"][i] is True) and its step
     info is in infos["final_info"]. The next step is an ordinary step of the
     new episode from obs[i] (its action is used, reward counted). So for GAE:
-    done[t] = terminated[t] | truncated[t] masks the bootstrap from obs[t+1];
-    to bootstrap a truncated episode, evaluate the value of final_obs.
+    done[t] = terminated[t] | truncated[t] masks the bootstrap from obs[t+1]
+    (the classic gym autoreset that cleanrl's PPO loop assumes); to bootstrap
+    a truncated episode, evaluate the value of final_obs instead.
     For Atari, "episode" here means a life; finished *games* are what
     `episode_returns` reports.
     """
