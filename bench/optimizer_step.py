@@ -35,7 +35,10 @@ of `bench.torch_reference`, in PyTorch on CPU, on the model's weights in
 PyTorch layout (converted from the Keras weights once, its own copy) with the
 same gradients, stepped in this process, interleaved with ours in the same
 rounds. Its modes are `--torch-modes` (default "eager"; "compile" is
-`torch.compile(optimizer.step)`); its "first call" is the first step (with
+`torch.compile(optimizer.step)`), its threads `--torch-threads` (default
+PyTorch's, one per core: OpenMP threads, which busy-wait for each other
+and so lose most when other processes hold the cores, see
+docs/performance.md); its "first call" is the first step (with
 compile: the compile), timed once whatever `--compile-repeats`. Before timing,
 it is checked against nero_tf.Nero: 3 steps of each from the same weights, the
 worst relative error printed (`--no-torch-check` skips it). Without PyTorch,
@@ -94,6 +97,11 @@ def parse_args(argv=None):
         "--torch-modes", default="eager",
         help=f"comma-separated, from {','.join(TORCH_MODES)}: how {TORCH_NERO} "
         "runs (default eager)",
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, metavar="N",
+        help=f"torch.set_num_threads(N) for {TORCH_NERO} (default: PyTorch's, "
+        "one per core)",
     )
     parser.add_argument(
         "--no-torch-check", action="store_true",
@@ -656,8 +664,11 @@ def main(argv=None):
     if torch_reference is not None:
         import torch
 
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
         info.append(f"PyTorch {torch.__version__} ({TORCH_NERO}); intra-op threads "
-                    f"{torch.get_num_threads()}")
+                    f"{torch.get_num_threads()}, OMP_WAIT_POLICY "
+                    f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     log("Optimiser step benchmark: optimizer.apply(grads, variables) alone")
     for line in info:
         log("  " + line)
