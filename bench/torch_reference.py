@@ -31,8 +31,8 @@ Dense kernel (in, out) -> (out, in), Conv2D kernel (kh, kw, in, out) ->
 (out, in, kh, kw), ...), so both optimisers step the same weights with the
 same gradients. A transposed convolution is converted to PyTorch's
 (in, out, k...) layout, where the reference takes the *input* channels for
-neurons (see docs/performance.md): its timing is the reference's, its
-numbers are not nero_tf's.
+neurons (a flaw of the reference, which nero_tf does not share): its timing
+is the reference's, its numbers are not nero_tf's.
 """
 
 import math
