@@ -47,6 +47,13 @@ setup(
         "tf-gpu": [TF_VERSION.format(extra="[and-cuda]")],
         "tf": [TF_VERSION.format(extra="")],
         "jax": ["jax>=0.4.30"],
+        # Bench only: the authors' Nero in PyTorch beside ours
+        # (`python -m bench.optimizer_step --optimizers nero,torch_nero`).
+        # Nothing in nero_tf, models/ or train/ needs it; the tests that do
+        # skip without it (CI does not install it). The default Linux wheel
+        # pulls in CUDA libraries; for the CPU-only wheel:
+        #   pip install torch --index-url https://download.pytorch.org/whl/cpu
+        "bench-torch": ["torch>=2.2"],
         "train": TRAIN,
         # CI and the README's test command: CPU TensorFlow, JAX for the
         # backend-agnostic optimiser tests, and everything the harness needs.

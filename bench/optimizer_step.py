@@ -29,6 +29,21 @@ Optimisers share the model's variables (each one's updates land on the same
 weights, as if they took turns training). Gradients are passed as arguments, not
 captured, so XLA cannot constant-fold anything computed from them.
 
+The authors' algorithm in PyTorch (optional, bench-only: `pip install -e
+".[bench-torch]"`): `--optimizers adam,nero,torch_nero` adds the reference Nero
+of `bench.torch_reference`, in PyTorch on CPU, on the model's weights in
+PyTorch layout (converted from the Keras weights once, its own copy) with the
+same gradients, stepped in this process, interleaved with ours in the same
+rounds. Its modes are `--torch-modes` (default "eager"; "compile" is
+`torch.compile(optimizer.step)`), its threads `--torch-threads` (default
+PyTorch's, one per core: OpenMP threads, which busy-wait for each other
+and so lose most when other processes hold the cores, see
+docs/performance.md); its "first call" is the first step (with
+compile: the compile), timed once whatever `--compile-repeats`. Before timing,
+it is checked against nero_tf.Nero: 3 steps of each from the same weights, the
+worst relative error printed (`--no-torch-check` skips it). Without PyTorch,
+the torch_nero column is one line saying so, and the rest runs.
+
 Models: the registry's "vgg11", "resnet18_cifar", "mlp100" (100 Dense layers,
 200 tensors: per-tensor overhead), and "transformer": the zoo's
 `transformer_translation` (the paper's Fig. 8 model: 6 + 6 layers, d_model 512,
@@ -48,6 +63,14 @@ TF_MODES = ("graph", "xla")
 JAX_MODES = ("jit",)
 ALL_MODELS = ("vgg11", "resnet18_cifar", "mlp100", "transformer")
 ALL_OPTIMIZERS = ("sgd", "adam", "lamb", "nero")
+TORCH_NERO = "torch_nero"  # optional: bench.torch_reference, needs PyTorch
+TORCH_MODES = ("eager", "compile")
+# Steps of each Nero from the same weights in the check of the PyTorch
+# reference against ours, and the largest relative error it accepts: ours
+# computes 1 - beta^t in float32, the reference in float64, which alone moves
+# a step by ~6e-6 of its size at beta = 0.999.
+TORCH_CHECK_STEPS = 3
+TORCH_CHECK_TOLERANCE = 3e-5
 # About 3 minutes for everything on 2 CPU cores, most of it building and
 # compiling: 42 rounds (8 steps each) of mlp100 or the transformer (61M / 49M
 # weights) take 22-27 s, of VGG-11 15 s, of ResNet-18 7 s.
@@ -67,7 +90,22 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--optimizers", default=",".join(ALL_OPTIMIZERS),
-        help=f"comma-separated, from {','.join(ALL_OPTIMIZERS)}",
+        help=f"comma-separated, from {','.join(ALL_OPTIMIZERS)} and "
+        f"{TORCH_NERO} (the authors' Nero in PyTorch; needs the bench-torch extra)",
+    )
+    parser.add_argument(
+        "--torch-modes", default="eager",
+        help=f"comma-separated, from {','.join(TORCH_MODES)}: how {TORCH_NERO} "
+        "runs (default eager)",
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, metavar="N",
+        help=f"torch.set_num_threads(N) for {TORCH_NERO} (default: PyTorch's, "
+        "one per core)",
+    )
+    parser.add_argument(
+        "--no-torch-check", action="store_true",
+        help=f"skip the check of {TORCH_NERO} against nero_tf.Nero before timing",
     )
     parser.add_argument(
         "--modes", default=None,
@@ -101,8 +139,13 @@ def parse_args(argv=None):
     args.models = [m for m in args.models.split(",") if m]
     args.optimizers = [o for o in args.optimizers.split(",") if o]
     for o in args.optimizers:
-        if o not in ALL_OPTIMIZERS:
-            parser.error(f"unknown optimizer {o!r}; expected some of {ALL_OPTIMIZERS}")
+        if o not in ALL_OPTIMIZERS + (TORCH_NERO,):
+            parser.error(f"unknown optimizer {o!r}; expected some of "
+                         f"{ALL_OPTIMIZERS + (TORCH_NERO,)}")
+    args.torch_modes = [m for m in args.torch_modes.split(",") if m]
+    for m in args.torch_modes:
+        if m not in TORCH_MODES:
+            parser.error(f"unknown torch mode {m!r}; expected some of {TORCH_MODES}")
     if args.repeats < 1 or args.warmup < 0 or args.compile_repeats < 1:
         parser.error(
             "--repeats and --compile-repeats must be >= 1 and --warmup >= 0"
@@ -196,6 +239,39 @@ class TFStep:
         return len(self.fn.get_concrete_function(self.grads).graph.get_operations())
 
 
+class TorchStep:
+    """`optimizer.step()` of the PyTorch reference Nero of a `TorchTwin`: eager,
+    or under `torch.compile` (mode "compile"). PyTorch on CPU runs each op to
+    completion before the call returns."""
+
+    def __init__(self, twin, mode):
+        import torch
+
+        step = twin.optimizer.step
+        self.fn = torch.compile(step) if mode == "compile" else step
+
+    def __call__(self):
+        self.fn()
+
+    def traces(self):
+        return None  # not counted with PyTorch
+
+    def traced_ops(self):
+        return None
+
+
+def import_torch_reference():
+    """`(bench.torch_reference, None)`, or `(None, why not)` without PyTorch."""
+    try:
+        from bench import torch_reference
+    except ImportError as error:
+        return None, (
+            f"{TORCH_NERO}: skipped, PyTorch is not importable ({error}); it is "
+            'the bench-only extra: pip install -e ".[bench-torch]"'
+        )
+    return torch_reference, None
+
+
 class JaxStep:
     def __init__(self, optimizer, variables, grads, mode):
         import jax
@@ -267,16 +343,23 @@ def machine_info(backend):
     return lines
 
 
-def make_grads(variables, seed, backend):
+def grad_arrays(variables, seed):
+    """One fixed set of random gradients, as NumPy arrays."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    arrays = [
+    return [
         (0.01 * rng.standard_normal(tuple(v.shape), dtype=np.float32)).astype(
             str(v.dtype)
         )
         for v in variables
     ]
+
+
+def make_grads(variables, seed, backend, arrays=None):
+    """`grad_arrays(variables, seed)` (or `arrays`) as backend tensors."""
+    if arrays is None:
+        arrays = grad_arrays(variables, seed)
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -286,7 +369,9 @@ def make_grads(variables, seed, backend):
     return [jnp.asarray(a) for a in arrays]
 
 
-def bench_model(name, args, backend, modes, log):
+def bench_model(name, args, backend, modes, log, torch_reference=None):
+    """Rows of the table for model `name`; with `torch_reference` (the module),
+    the PyTorch reference Nero too, in `args.torch_modes`."""
     import keras
 
     keras.utils.set_random_seed(args.seed)
@@ -294,12 +379,32 @@ def bench_model(name, args, backend, modes, log):
     model = build_model(name, args)
     variables = list(model.trainable_variables)
     n_weights = sum(math.prod(v.shape) for v in variables)
-    grads = make_grads(variables, args.seed, backend)
+    arrays = grad_arrays(variables, args.seed)
+    grads = make_grads(variables, args.seed, backend, arrays)
     log(f"\n== {name}: {len(variables)} tensors, {n_weights:,} weights "
         f"(built in {time.perf_counter() - t0:.1f} s)")
 
+    twin, torch_check = None, None
+    if torch_reference is not None:
+        if not args.no_torch_check:
+            # On the model's own variables, before any optimiser here has
+            # projected them; they are restored afterwards.
+            t0 = time.perf_counter()
+            error, where = torch_reference.compare_with_nero(
+                model, arrays, steps=TORCH_CHECK_STEPS)
+            torch_check = error <= TORCH_CHECK_TOLERANCE
+            log(f"   {TORCH_NERO} check: after {TORCH_CHECK_STEPS} steps from the "
+                f"same weights, worst relative difference from nero_tf.Nero "
+                f"{error:.1e} ({where}; tolerance {TORCH_CHECK_TOLERANCE:.0e}): "
+                f"{'ok' if torch_check else 'MISMATCH'} "
+                f"({time.perf_counter() - t0:.1f} s)")
+        twin = torch_reference.TorchTwin(
+            model, [v.numpy() for v in variables], arrays)
+
     optimizers = {}
     for opt_name in args.optimizers:
+        if opt_name == TORCH_NERO:
+            continue
         opt = make_optimizer(opt_name, model, args.compile_min_size)
         opt.build(variables)  # eagerly, once; Nero projects here
         optimizers[opt_name] = opt
@@ -319,20 +424,26 @@ def bench_model(name, args, backend, modes, log):
     # More first calls, each of a fresh optimiser (Nero's per-shape functions
     # live in the optimiser: a fresh one traces them again) and compiled step,
     # in an order rotated per round like the timed rounds below.
-    pairs = list(steps)
+    keras_pairs = list(steps)
     for k in range(1, args.compile_repeats):
-        shift = k % len(pairs)
-        for opt_name, mode in pairs[shift:] + pairs[:shift]:
+        shift = k % len(keras_pairs)
+        for opt_name, mode in keras_pairs[shift:] + keras_pairs[:shift]:
             opt = make_optimizer(opt_name, model, args.compile_min_size)
             opt.build(variables)
             first_calls[opt_name, mode].append(
                 first_call_ms(Step(opt, variables, grads, mode))
             )
             del opt
+    if twin is not None:
+        for mode in args.torch_modes:
+            step = TorchStep(twin, mode)
+            first_calls[TORCH_NERO, mode] = [first_call_ms(step)]
+            steps[TORCH_NERO, mode] = step
+    pairs = list(steps)
     compile_ms = {}
     for (opt_name, mode), calls in first_calls.items():
         compile_ms[opt_name, mode] = statistics.median(calls)
-        log(f"   first call {opt_name:5s} {mode:5s}: "
+        log(f"   first call {opt_name:5s} {mode:7s}: "
             + ", ".join(f"{c:.0f}" for c in calls) + " ms")
 
     times = {p: [] for p in pairs}
@@ -367,10 +478,12 @@ def bench_model(name, args, backend, modes, log):
             "ns_weight": 1e6 * statistics.median(ms) / n_weights,
             "q1_ms": q[0],
             "q3_ms": q[2],
-            "state": state_floats(optimizers[opt_name]),
+            "state": (torch_reference.state_floats(twin.optimizer)
+                      if opt_name == TORCH_NERO else state_floats(optimizers[opt_name])),
             "compile_ms": compile_ms[opt_name, mode],
             "traces": steps[opt_name, mode].traces(),
             "traced_ops": steps[opt_name, mode].traced_ops(),
+            "torch_check": torch_check if opt_name == TORCH_NERO else None,
         })
     by_key = {(r["optimizer"], r["mode"]): r for r in rows}
     for r in rows:
@@ -379,13 +492,16 @@ def bench_model(name, args, backend, modes, log):
         r["x_sgd"] = r["median_ms"] / sgd["median_ms"] if sgd else None
         r["x_adam"] = r["median_ms"] / adam["median_ms"] if adam else None
         r["compile_x_adam"] = r["compile_ms"] / adam["compile_ms"] if adam else None
+        # State does not depend on the mode: PyTorch's rows take Adam's too.
+        adam_state = next((a["state"] for a in rows if a["optimizer"] == "adam"), None)
         r["state_pct_adam"] = (
-            100.0 * r["state"] / adam["state"] if adam and adam["state"] else None
+            100.0 * r["state"] / adam_state if adam_state else None
         )
-    order = {o: i for i, o in enumerate(ALL_OPTIMIZERS)}
-    rows.sort(key=lambda r: (modes.index(r["mode"]), order[r["optimizer"]]))
+    order = {o: i for i, o in enumerate(ALL_OPTIMIZERS + (TORCH_NERO,))}
+    all_modes = list(modes) + list(args.torch_modes)
+    rows.sort(key=lambda r: (all_modes.index(r["mode"]), order[r["optimizer"]]))
 
-    del steps, optimizers, model, variables, grads
+    del steps, optimizers, model, variables, grads, twin
     keras.backend.clear_session()
     gc.collect()
     return rows
@@ -479,6 +595,24 @@ def scaling_lines(rows):
     return lines
 
 
+def torch_lines(rows):
+    """The PyTorch reference's step against ours: median / median, per model."""
+    lines = []
+    for r in rows:
+        if r["optimizer"] != TORCH_NERO:
+            continue
+        ours = [o for o in rows if o["model"] == r["model"] and o["optimizer"] == "nero"]
+        ratios = ", ".join(
+            f"{r['median_ms'] / o['median_ms']:.2f}x ours in {o['mode']} "
+            f"({o['median_ms']:.2f} ms)" for o in ours
+        )
+        lines.append(
+            f"  {r['model']}: PyTorch {r['mode']} {r['median_ms']:.2f} ms"
+            + (f" = {ratios}" if ratios else "")
+        )
+    return lines
+
+
 def load_line():
     try:
         one, five, _ = os.getloadavg()
@@ -514,10 +648,27 @@ def main(argv=None):
     def log(text):
         print(text, flush=True)
 
+    torch_reference = None
+    if TORCH_NERO in args.optimizers:
+        torch_reference, why_not = import_torch_reference()
+        if torch_reference is None:
+            log(why_not)
+            args.optimizers.remove(TORCH_NERO)
+            if not args.optimizers:
+                return 0
+
     command = "python -m bench.optimizer_step " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     info = machine_info(backend)
+    if torch_reference is not None:
+        import torch
+
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        info.append(f"PyTorch {torch.__version__} ({TORCH_NERO}); intra-op threads "
+                    f"{torch.get_num_threads()}, OMP_WAIT_POLICY "
+                    f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     log("Optimiser step benchmark: optimizer.apply(grads, variables) alone")
     for line in info:
         log("  " + line)
@@ -529,7 +680,7 @@ def main(argv=None):
     start = time.perf_counter()
     rows = []
     for name in args.models:
-        rows.extend(bench_model(name, args, backend, modes, log))
+        rows.extend(bench_model(name, args, backend, modes, log, torch_reference))
     wall = time.perf_counter() - start
 
     table = text_table(rows)
@@ -539,13 +690,23 @@ def main(argv=None):
         log("\nScaling, 100-layer MLP (per-tensor overhead):")
         for line in scaling:
             log(line)
-    retraced = [r for r in rows if r["traces"] != 1]
+    versus_torch = torch_lines(rows)
+    if versus_torch:
+        log("\nThe authors' Nero in PyTorch against ours (median step / median step):")
+        for line in versus_torch:
+            log(line)
+    mismatched = [r for r in rows if r["torch_check"] is False]
+    if mismatched:
+        log("\nMISMATCH: the PyTorch reference differs from nero_tf.Nero on "
+            + ", ".join(sorted({r["model"] for r in mismatched})))
+    retraced = [r for r in rows if r["traces"] not in (1, None)]
     if retraced:
         log("\nRETRACED (traces != 1): " + ", ".join(
             f"{r['model']}/{r['mode']}/{r['optimizer']}={r['traces']}" for r in retraced
         ))
     else:
-        log(f"\nNo retracing: all {len(rows)} compiled steps were traced exactly once.")
+        traced = sum(r["traces"] is not None for r in rows)
+        log(f"\nNo retracing: all {traced} compiled steps were traced exactly once.")
     load_after = load_line()
     log(f"Total benchmark time {wall:.0f} s; at end: {load_after}.")
 
@@ -568,10 +729,14 @@ def main(argv=None):
             if scaling:
                 f.write("\nScaling, 100-layer MLP (per-tensor overhead):\n\n")
                 f.write("\n".join(f"-{line[1:]}" for line in scaling) + "\n")
+            if versus_torch:
+                f.write("\nThe authors' Nero in PyTorch against ours (median step / "
+                        "median step):\n\n")
+                f.write("\n".join(f"-{line[1:]}" for line in versus_torch) + "\n")
             f.write(f"\nTotal benchmark time {wall:.0f} s. At start: "
                     f"{load_before}; at end: {load_after}.\n")
         log(f"Markdown written to {args.markdown}")
-    return 1 if retraced else 0
+    return 1 if retraced or mismatched else 0
 
 
 if __name__ == "__main__":
