@@ -124,6 +124,10 @@ PAPER_LRS = {
     "mlp_depth_fig3_cpu": {"nero": 1e-3, "lamb": 1e-2, "adam": 1e-3, "sgd": 1e-1},
     "mlp5_cwn_fig3_left_cpu": {
         "adam-sigma1": 0.01, "adam-sigma100": 0.01, "nero-sigma1": 0.01, "nero-sigma100": 0.01},
+    # The best rates of the sweep in its header (results/c2_constraints, c3_granularity).
+    "vgg11_mnist_fig1_fig2_cpu": {
+        "nero-none": 0.01, "nero-center": 0.03, "nero-normalize": 0.03, "nero": 0.03,
+        "madam": 0.03, "madam-constrained": 0.1, "lamb": 0.03, "lamb-constrained": 0.1},
     "cgan_fig5": {"nero": 0.01, "sgd": 0.01, "adam": 1e-4, "lamb": 0.01},
     "cgan_mnist_fig5": {"nero": 0.01, "adam": 1e-4},
 }
