@@ -357,6 +357,11 @@ class PPOConfig:
             (Keras' `global_clipnorm`).
         anneal_lr: the learning rate falls linearly to 0 over the run's
             optimizer steps (all of `training.total_steps`).
+        normalize_rewards: divide the rewards the agent learns from by a
+            running standard deviation of the discounted return (gymnasium's
+            `NormalizeReward`, the return normalisation of Kostrikov's
+            VecNormalize for non-image environments); logged returns stay the
+            environment's.
         return_window: the final return in metrics.json is the mean over
             the last this many episodes (history: over those finished so far).
     """
@@ -373,6 +378,7 @@ class PPOConfig:
     normalize_advantages: bool = True
     max_grad_norm: float = 0.5
     anneal_lr: bool = True
+    normalize_rewards: bool = False
     return_window: int = 100
 
 

@@ -10,6 +10,11 @@ entry, one actor-critic with PPO (`train.ppo`) on the vector env of its
   `ppo.max_grad_norm` and, with `ppo.anneal_lr`, a learning rate falling
   linearly to 0 over all the run's optimizer steps
   (`keras.optimizers.schedules.PolynomialDecay` over `optimizer.iterations`);
+- with `ppo.normalize_rewards`, rewards scaled by gymnasium's `NormalizeReward`
+  (Kostrikov's return normalisation, which the paper's PPO settings follow for
+  non-image environments): a critic ending in a Nero-normalised neuron
+  outputs at most the norm of its features, too little for CartPole's
+  undiscounted returns of up to ~100;
 - `<label>/history.csv` (and history.json at the end) with one row per update:
   environment steps, the mean return of the last `ppo.return_window` episodes
   (unclipped, `train.envs.episode_returns`), the loss parts, the learning
@@ -150,9 +155,17 @@ def make_envs(config, seed):
 
     env = config.environment
     try:
-        return envs_lib.make_vector_env(env.id, env.num_envs, seed, async_=env.asynchronous)
+        envs = envs_lib.make_vector_env(env.id, env.num_envs, seed, async_=env.asynchronous)
     except Exception as e:  # noqa: BLE001 - an unknown id, a missing ROM or package
         raise SetupError(f"environment.id: {one_line(e)}") from None
+    ppo = settings(config)
+    if ppo.normalize_rewards:
+        # Outside the episode statistics, which keep the environment's returns.
+        # Its running statistics are not in the backup: a resumed run starts them anew.
+        from gymnasium.wrappers.vector import NormalizeReward
+
+        envs = NormalizeReward(envs, gamma=ppo.gamma)
+    return envs
 
 
 def build(config, label, envs):
