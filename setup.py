@@ -24,6 +24,7 @@ TRAIN = [
     "tensorboard",  # keras.callbacks.TensorBoard; tensorflow-cpu does not bring it
     "scipy>=1.11",  # train/fid.py: the matrix square root of the Frechet distance
     "sacrebleu>=2.4",  # train/tasks.py: corpus BLEU, the implementation everyone reports
+    "gymnasium>=1.0",  # train/ppo.py, train/rl.py: vector envs, autoreset modes, NormalizeReward
 ]
 TEST = ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6"]
 
