@@ -701,8 +701,7 @@ def test_mirrored_strategy_runs_the_same_harness(
 
 # Smoke runs above ~20 s on two cores (many optimizers or big graphs); the
 # default suite keeps one VGG config and the MLP ones.
-SLOW_SMOKE = {"resnet50_fig4", "resnet18_fig6", "vgg11_fig1_ablation", "vgg11_fig2_madam_nero_lamb",
-              "ppo_pong_fig9"}
+SLOW_SMOKE = {"resnet50_fig4", "resnet18_fig6", "vgg11_fig1_ablation", "vgg11_fig2_madam_nero_lamb"}
 
 
 @pytest.mark.parametrize(

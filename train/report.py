@@ -170,7 +170,11 @@ def save_figure(plt, fig, path, title):
 def plot_run(history, path, title):
     """Learning curves of one run: loss, accuracy (and Nero monitor) per epoch."""
     plt = pyplot()
-    panels = [p for p in PANELS if any(history.get(k) for k, _ in p[1])]
+    # A panel for curves with at least one value (a short RL run may end no episode).
+    panels = [
+        p for p in PANELS
+        if any(v is not None for k, _ in p[1] for v in history.get(k) or [])
+    ]  # fmt: skip
     fig, axes = plt.subplots(
         1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6)
     )
@@ -200,7 +204,8 @@ def plot_comparison(histories, path, title):
     rl = any(h.get("env_steps") for h in histories.values())
     panels = [
         p for p in panels
-        if (p[1] == "loss" and not (gan or rl)) or any(h.get(p[1]) for h in histories.values())
+        if (p[1] == "loss" and not (gan or rl))
+        or any(v is not None for h in histories.values() for v in h.get(p[1]) or [])
     ]  # fmt: skip
     xlabel = "environment steps" if rl else "epoch"
     fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8), squeeze=False)

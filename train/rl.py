@@ -367,7 +367,8 @@ class Trainer:
             if logging.verbose and (update == self.updates or update % _every(self.updates) == 0):
                 self.log(
                     f"{self.label}: update {update}/{self.updates}, {row['env_steps']} env "
-                    f"steps, return {mean:.2f} ({row['episodes']} episodes), "
+                    f"steps, return {'-' if math.isnan(mean) else f'{mean:.2f}'} "
+                    f"({row['episodes']} episodes), "
                     f"{self.env_steps_per_s:.0f} env steps/s, loss {parts['loss']:.4g}, "
                     f"entropy {parts['entropy']:.3f}"
                 )
@@ -474,7 +475,7 @@ def _run(config, label, run_dir, selection, envs, *, log, read_dir):
         "updates": updates,
         "env_steps": updates * batch,
         # Mean unclipped return of the last `return_window` episodes (None: none ended).
-        "final_return": final,
+        "final_return": final if episodes else None,
         "final_return_episodes": episodes,
         "episodes": int(trainer.window.count.numpy()),
         # Of this process only: a resumed run counts from where it resumed.
