@@ -93,7 +93,18 @@ register(
 
 # CIFAR-10 (Fig. 1, 2, 6): VGG without batch norm.
 for _variant in VGG_CONFIGS:
-    register(_variant, VGG, variant=_variant)
+    if _variant != "vgg11_28":
+        register(_variant, VGG, variant=_variant)
+# Fig. 1 and 2 at CPU scale: VGG-11's eight convs on 28x28x1 MNIST, an eighth
+# of the width (convs 8-64, classifier 512): 445,138 parameters.
+register(
+    "vgg11_mnist",
+    VGG,
+    variant="vgg11_28",
+    input_shape=(28, 28, 1),
+    width_multiplier=0.125,
+    name="vgg11_mnist",
+)
 
 # ResNets: "<variant>_cifar" with the CIFAR stem, 10 classes, 32x32 inputs (Fig. 6
 # uses resnet18_cifar); "<variant>" with the ImageNet stem, 1000 classes, 224x224

@@ -1,4 +1,4 @@
-"""VGG for 32x32 inputs, as in the paper's CIFAR-10 experiments (Fig. 1, 2, 6)."""
+"""VGG without batch norm, as in the paper's CIFAR-10 experiments (Fig. 1, 2, 6)."""
 
 import keras
 
@@ -21,6 +21,9 @@ VGG_CONFIGS = {
         64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
         512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
     ],  # fmt: skip
+    # VGG-11's eight convs for 28x28 inputs (MNIST): four pools instead of five
+    # (28 -> 14 -> 7 -> 3 -> 1), the last four convs at 3x3; 512 features.
+    "vgg11_28": [64, "M", 128, "M", 256, 256, "M", 512, 512, 512, 512, "M"],
 }
 
 
@@ -36,7 +39,7 @@ class VGG(keras.Model):
 
     Features: for each entry of `VGG_CONFIGS[variant]`, a 3x3 same-padding Conv2D
     *without bias* followed by ReLU, or a 2x2/2 max-pool at "M". No batch norm. Then
-    Flatten (512 features for a 32x32 input after the five pools) and the classifier
+    Flatten (512 features for a 32x32 input after VGG-11's five pools) and the classifier
     Dense(4096)-ReLU-Dropout(0.5)-Dense(4096)-ReLU-Dropout(0.5)-Dense(num_classes),
     with biases; the model outputs logits.
 
@@ -48,11 +51,13 @@ class VGG(keras.Model):
     18,923,530 in the classifier.
 
     Args:
-        variant: A key of `VGG_CONFIGS`: "vgg11", "vgg13", "vgg16" or "vgg19".
+        variant: A key of `VGG_CONFIGS`: "vgg11", "vgg13", "vgg16", "vgg19", or
+            "vgg11_28" (VGG-11's convs with four pools, for 28x28 inputs).
             Defaults to "vgg11".
         num_classes: Classifier outputs. Defaults to 10.
-        input_shape: `(height, width, channels)`; height and width must survive five
-            2x2 pools (>= 32). Defaults to `(32, 32, 3)`.
+        input_shape: `(height, width, channels)`; height and width must survive the
+            variant's 2x2 pools (>= 32 for five, >= 16 for four). Defaults to
+            `(32, 32, 3)`.
         width_multiplier: Scales every conv width and the hidden Dense width
             (rounded, at least 1); for tiny smoke-test models. Defaults to 1.0.
         classifier_width: Units of the two hidden Dense layers (before
@@ -82,6 +87,14 @@ class VGG(keras.Model):
         if not 0 <= dropout < 1:
             raise ValueError(
                 f"Argument `dropout` must be in [0, 1). Received: dropout={dropout}"
+            )
+
+        pools = VGG_CONFIGS[variant].count("M")
+        if min(input_shape[:2]) < 2**pools:
+            raise ValueError(
+                f"Argument `input_shape` must be at least {2**pools}x{2**pools} for "
+                f"{variant}'s {pools} pools (\"vgg11_28\" is VGG-11 for 28x28). "
+                f"Received: input_shape={tuple(input_shape)}"
             )
 
         inputs = keras.Input(shape=tuple(input_shape))

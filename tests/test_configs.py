@@ -182,6 +182,14 @@ def test_figure_specific_settings():
         "nero",
         "lamb_paper+constraints",
     ]
+    # The CPU-scale study runs exactly the eight optimisers of Fig. 1 and Fig. 2.
+    cpu = config_lib.load(ROOT / "saved_configs/mnist/vgg11_mnist_fig1_fig2_cpu.yaml")
+
+    def variants(config):
+        return {(o.name, o.kwargs.get("constraints", True)) for o in config.optimizers.values()}
+
+    assert variants(cpu) == variants(fig1) | variants(fig2)
+    assert len(cpu.optimizers) == 8 and cpu.model.name == "vgg11_mnist"
     left = config_lib.load(ROOT / "saved_configs/mnist/mlp5_fig3_left_cwn.yaml")
     assert left.model.kwargs == {"dense": "centered_weight_norm"}
     sigmas = [

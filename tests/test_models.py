@@ -138,6 +138,23 @@ def test_vgg11_has_the_papers_28_141_258_parameters():
     assert trainable_count(model) == model.count_params() == 28_141_258
 
 
+def test_vgg11_mnist_is_vgg11s_convs_for_28x28_at_an_eighth_of_the_width():
+    # Convs: 9 * (1*8 + 8*16 + 16*32 + 32*32 + 32*64 + 3 * 64*64) = 144,072.
+    # Classifier: 64*512 + 512 + 512*512 + 512 + 512*10 + 10 = 301,066.
+    model = models.build("vgg11_mnist")
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [l.filters for l in convs] == [8, 16, 32, 32, 64, 64, 64, 64]
+    # 28 -> 14 -> 7 -> 3 -> 1: the last four convs run at 3x3, none at 1x1.
+    assert [l.output.shape[1] for l in convs] == [28, 14, 7, 7, 3, 3, 3, 3]
+    assert trainable_count(model) == 144_072 + 301_066 == 445_138
+    assert model.output_shape == (None, 10)
+
+
+def test_vgg_says_which_inputs_are_too_small_for_its_pools():
+    with pytest.raises(ValueError, match="at least 32x32 for vgg11's 5 pools"):
+        models.build("vgg11", input_shape=(28, 28, 1))
+
+
 def test_resnet50_has_torchvisions_25_557_032_parameters():
     model = models.build("resnet50")
     assert trainable_count(model) == 25_557_032
