@@ -277,6 +277,17 @@ def test_actor_critics_shapes_and_init(name, kwargs, obs_shape, hidden):
     assert [v.shape for v in again.weights] == [v.shape for v in model.weights]
 
 
+def test_an_actor_critic_survives_a_keras_file(tmp_path):
+    model = models.build("mlp_actor_critic", num_actions=3, input_shape=(5,), width=8)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(model) and loaded.get_config() == model.get_config()
+    for a, b in zip(loaded(x), model(x)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["nature_cnn_actor_critic", "mlp_actor_critic"])
 def test_plain_nero_finds_every_neuron_of_the_actor_critics_without_a_guess(name):
     model = models.build(name)
