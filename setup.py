@@ -24,7 +24,7 @@ TRAIN = [
     "tensorboard",  # keras.callbacks.TensorBoard; tensorflow-cpu does not bring it
     "scipy>=1.11",  # train/fid.py: the matrix square root of the Frechet distance
     "sacrebleu>=2.4",  # train/tasks.py: corpus BLEU, the implementation everyone reports
-    "gymnasium>=1.1,<2",  # train/envs.py: PPO's environments (1.1 added the SAME_STEP autoreset mode)
+    "gymnasium>=1.1,<2",  # train/envs.py, train/ppo.py, train/rl.py: PPO's environments (1.1 added the SAME_STEP autoreset mode)
     "ale-py>=0.9",  # train/envs.py: the Atari emulator; its wheel bundles the game ROMs
     "opencv-python-headless",  # gymnasium's AtariPreprocessing resizes frames with cv2
 ]

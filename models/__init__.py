@@ -11,6 +11,8 @@ Build any model by name with `build(name, **overrides)`; `names()` lists them:
   built with `vocab_size=`.
 - "cgan_generator", "cgan_discriminator" (+ "_mnist"): the class-conditional GAN's
   networks (Fig. 5), trained together by `ConditionalGAN`.
+- "nature_cnn_actor_critic" (Atari, Fig. 9), "mlp_actor_critic" (CartPole): PPO's
+  actor-critics, `[logits, value]` from an observation.
 
 Text models output logits over the vocabulary; `LabelSmoothedCrossEntropy` and
 `Perplexity` are their loss and metric, `greedy_decode` and `beam_search` translate.
@@ -21,6 +23,8 @@ spectrally normalised layers (`SNDense`, `SNConv2D`, `SNEmbedding`) are register
 under "models".
 """
 
+from models.actor_critic import MLPActorCritic
+from models.actor_critic import NatureCNNActorCritic
 from models.common import TORCH_DEFAULT
 from models.common import TorchDefault
 from models.common import scaled_relu
@@ -60,7 +64,9 @@ __all__ = [
     "Generator",
     "LabelSmoothedCrossEntropy",
     "MLP",
+    "MLPActorCritic",
     "ModelSpec",
+    "NatureCNNActorCritic",
     "NonLocalBlock",
     "Perplexity",
     "RESNET_CONFIGS",

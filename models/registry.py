@@ -7,6 +7,8 @@ below are the whole registry.
 
 import collections
 
+from models.actor_critic import MLPActorCritic
+from models.actor_critic import NatureCNNActorCritic
 from models.gan import BigGANLike
 from models.gan import Discriminator
 from models.gan import Generator
@@ -155,3 +157,9 @@ register(
 # (`task = "gan"`, see train/gan.py): CIFAR-10 32x32 RGB and MNIST 28x28 gray.
 register("cgan", BigGANLike, input_shape=(32, 32, 3), num_classes=10)
 register("cgan_mnist", BigGANLike, input_shape=(28, 28, 1), num_classes=10)
+
+# PPO actor-critics (`task = "rl"`, see train/rl.py): the Atari Nature-CNN one
+# (Fig. 9, Pong) and cleanrl's MLP one for CartPole. The environment fixes
+# `num_actions` and `input_shape` when the harness builds them.
+register("nature_cnn_actor_critic", NatureCNNActorCritic)
+register("mlp_actor_critic", MLPActorCritic)

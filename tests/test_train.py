@@ -728,6 +728,11 @@ def test_every_saved_config_runs_offline_in_smoke_mode(path, tmp_path, capsys):
     for run in summary["runs"]:
         label = run["label"]
         assert run["status"] == "finished", label
+        if config.environment is not None:  # PPO (train/rl.py): environment steps
+            assert run["env_steps"] >= config.training.total_steps, label
+            assert run["final_return"] is None or math.isfinite(run["final_return"]), label
+            assert (out / label / "curves.png").read_bytes()[:8] == PNG_MAGIC
+            continue
         assert run["epochs"] == 1 and run["steps_per_epoch"] == 2, label
         assert math.isfinite(run["final_train_loss"]), label
         if "accuracy" in config.training.metrics:

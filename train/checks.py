@@ -40,6 +40,14 @@ def check(config):
     _check_logging(config.logging)
     _check_sweep(config.sweep)
     _check_gan(config, model_cls)
+    _check_rl(config, model_cls)
+
+
+def _check_rl(config, model_cls):
+    """The RL-only sections (train/rl.py): environment, ppo, total steps."""
+    from train import rl
+
+    rl.check_config(config, model_cls)
 
 
 def _check_gan(config, model_cls):
@@ -137,6 +145,8 @@ def _data_task(d):
 
 def _check_task(config, model_cls):
     model_task = tasks.model_task(model_cls)
+    if model_task == "rl":
+        return  # its data is its environment: train.rl checks the sections
     data_task = _data_task(config.data)
     # A GAN learns the images of a classification dataset.
     if model_task != data_task and not (model_task == "gan" and data_task == "classification"):

@@ -16,6 +16,8 @@ which ask the models, datasets and optimizers what exists.
     model:    {name: vgg11, kwargs: {...}}   # models.build(name, **kwargs)
     data:     {name: cifar10, path: ..., data_dir: ..., augment: true, kwargs: {...}}
     training: {epochs: 200, batch_size: 128, seed: 0, jit_compile: auto, ...}
+    environment: {id: PongNoFrameskip-v4, num_envs: 8}  # RL models only (train.rl)
+    ppo: {rollout_steps: 128, epochs: 4, minibatches: 4, clip: 0.1, ...}  # RL only
     evaluation: {bleu: false, beam_size: 4, ...}  # after training (translation)
                                              # or FID (GAN): {fid_features: inception, ...}
     schedule: {name: warmup_multistep, warmup_epochs: 5, milestones: [...]}
@@ -160,6 +162,11 @@ class TrainingConfig:
         precision: "float32", or a Keras mixed-precision policy
             ("mixed_float16": Keras wraps the optimizer in a
             `LossScaleOptimizer`; "mixed_bfloat16").
+        total_steps: RL models only, and required there: environment steps
+            (all environments together) to train for; PPO runs
+            ceil(total_steps / (num_envs * rollout_steps)) updates. An RL run
+            uses `seed`, `jit_compile`, `deterministic` and this; the other
+            fields are for datasets and must stay unset.
         deterministic: make every op deterministic
             (`tf.config.experimental.enable_op_determinism`): then a run, and
             a run killed and resumed any number of times, give bit-identical
@@ -179,6 +186,7 @@ class TrainingConfig:
     )
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     deterministic: bool = False
+    total_steps: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -315,6 +323,66 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass
+class EnvironmentConfig:
+    """An RL run's environments: `train.envs.make_vector_env(id, num_envs, seed)`.
+
+    Attributes:
+        id: a gymnasium id: an Atari `<Game>NoFrameskip-v4` (DeepMind
+            wrapping) or `CartPole-v1` (see `train.envs`).
+        num_envs: environments stepped together (a vector env).
+        asynchronous: one process per environment (gymnasium's
+            `AsyncVectorEnv`) instead of stepping them in turn.
+    """
+
+    id: str
+    num_envs: int = 8
+    asynchronous: bool = False
+
+
+@dataclasses.dataclass
+class PPOConfig:
+    """PPO's settings (`train.ppo`); the defaults are the paper's Fig. 9 (Pong).
+
+    Attributes:
+        rollout_steps: steps per environment per update (the batch is
+            `num_envs * rollout_steps` transitions).
+        epochs: passes over each batch.
+        minibatches: minibatches per pass (must divide the batch).
+        clip: epsilon of the ratio clip (and of the value clip).
+        clip_value_loss: clip the value loss too (around the rollout's values).
+        value_coef, entropy_coef: the loss's coefficients.
+        gamma: discount; gae_lambda: GAE's lambda.
+        normalize_advantages: standardise advantages per minibatch.
+        max_grad_norm: global gradient-norm clip, every optimizer
+            (Keras' `global_clipnorm`).
+        anneal_lr: the learning rate falls linearly to 0 over the run's
+            optimizer steps (all of `training.total_steps`).
+        normalize_rewards: divide the rewards the agent learns from by a
+            running standard deviation of the discounted return (gymnasium's
+            `NormalizeReward`, the return normalisation of Kostrikov's
+            VecNormalize for non-image environments); logged returns stay the
+            environment's.
+        return_window: the final return in metrics.json is the mean over
+            the last this many episodes (history: over those finished so far).
+    """
+
+    rollout_steps: int = 128
+    epochs: int = 4
+    minibatches: int = 4
+    clip: float = 0.1
+    clip_value_loss: bool = True
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    normalize_advantages: bool = True
+    max_grad_norm: float = 0.5
+    anneal_lr: bool = True
+    normalize_rewards: bool = False
+    return_window: int = 100
+
+
+@dataclasses.dataclass
 class SweepConfig:
     """What `python -m train.sweep` tunes (its command line wins over this section).
 
@@ -346,6 +414,8 @@ class Config:
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     strategy: Literal[STRATEGIES] = "default"
+    environment: Optional[EnvironmentConfig] = None
+    ppo: Optional[PPOConfig] = None
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
@@ -472,6 +542,8 @@ def to_dict(config):
         "schedule",
         "strategy",
         "optimizers",
+        "environment",
+        "ppo",
         "evaluation",
         "logging",
         "sweep",
@@ -480,6 +552,12 @@ def to_dict(config):
     # A sweep section at its defaults is left out: such configs dump as they always did.
     if config.sweep == SweepConfig():
         order.remove("sweep")
+    # So are the RL sections and keys of configs without them.
+    for key in ("environment", "ppo"):
+        if out[key] is None:
+            order.remove(key)
+    if out["training"]["total_steps"] is None:
+        del out["training"]["total_steps"]
     return {key: out[key] for key in order}
 
 

@@ -18,6 +18,8 @@ PANELS = (
     ("perplexity", [("perplexity", "train"), ("val_perplexity", "test")]),
     ("GAN hinge losses", [("d_loss", "discriminator"), ("g_loss", "generator")]),
     ("FID", [("fid", "FID")]),
+    ("episode return", [("episode_return", "mean of the last episodes")]),
+    ("PPO losses", [("policy_loss", "policy"), ("value_loss", "value"), ("entropy", "entropy")]),
     (
         "Nero monitor",
         [
@@ -121,9 +123,18 @@ def read_history_csv(path):
     return history
 
 
+def _x_axis(history):
+    """The x values of a history's rows and their name: epochs, or an RL run's
+    (train.rl) environment steps."""
+    if history.get("env_steps"):
+        return history["env_steps"], "environment steps"
+    return None, "epoch"
+
+
 def _series(history, key):
     values = history.get(key) or []
-    points = [(i + 1, v) for i, v in enumerate(values) if v is not None]
+    xs, _ = _x_axis(history)
+    points = [(xs[i] if xs else i + 1, v) for i, v in enumerate(values) if v is not None]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -136,13 +147,13 @@ def pyplot():
     return plt
 
 
-def _draw_panel(ax, name, lines, log_scale):
+def _draw_panel(ax, name, lines, log_scale, xlabel="epoch"):
     """One panel of per-epoch curves: `lines` is [(label, epochs, values)]."""
     for label, x, y in lines:
         if x:
             ax.plot(x, y, marker="o" if len(x) < 15 else None, ms=3, label=label)
     ax.set_title(name)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(xlabel)
     if log_scale:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
@@ -159,14 +170,19 @@ def save_figure(plt, fig, path, title):
 def plot_run(history, path, title):
     """Learning curves of one run: loss, accuracy (and Nero monitor) per epoch."""
     plt = pyplot()
-    panels = [p for p in PANELS if any(history.get(k) for k, _ in p[1])]
+    # A panel for curves with at least one value (a short RL run may end no episode).
+    panels = [
+        p for p in PANELS
+        if any(v is not None for k, _ in p[1] for v in history.get(k) or [])
+    ]  # fmt: skip
     fig, axes = plt.subplots(
         1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6)
     )
     axes = list(axes) if len(panels) > 1 else [axes]
     for ax, (name, curves) in zip(axes, panels):
         lines = [(label, *_series(history, key)) for key, label in curves]
-        _draw_panel(ax, name, lines, log_scale=name == "Nero monitor")
+        _draw_panel(ax, name, lines, log_scale=name == "Nero monitor",
+                    xlabel=_x_axis(history)[1])
     save_figure(plt, fig, path, title)
 
 
@@ -182,16 +198,20 @@ def plot_comparison(histories, path, title):
         ("D loss", "d_loss", False),
         ("G loss", "g_loss", False),
         ("FID", "fid", True),
+        ("episode return", "episode_return", False),
     ]
     gan = any(h.get("d_loss") for h in histories.values())
+    rl = any(h.get("env_steps") for h in histories.values())
     panels = [
         p for p in panels
-        if (p[1] == "loss" and not gan) or any(h.get(p[1]) for h in histories.values())
+        if (p[1] == "loss" and not (gan or rl))
+        or any(v is not None for h in histories.values() for v in h.get(p[1]) or [])
     ]  # fmt: skip
+    xlabel = "environment steps" if rl else "epoch"
     fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8), squeeze=False)
     for ax, (name, key, log_scale) in zip(axes[0], panels):
         lines = [(label, *_series(history, key)) for label, history in histories.items()]
-        _draw_panel(ax, name, lines, log_scale)
+        _draw_panel(ax, name, lines, log_scale, xlabel)
     save_figure(plt, fig, path, title)
 
 
@@ -208,21 +228,24 @@ COLUMNS = (
     ("D loss", "final_d_loss", "{:.4g}"),
     ("G loss", "final_g_loss", "{:.4g}"),
     ("FID", "fid", "{:.2f}"),
+    ("return", "final_return", "{:.2f}"),
+    ("env steps/s", "env_steps_per_s", "{:.0f}"),
     ("time (s)", "wall_time_s", "{:.1f}"),
 )
 # Left out of a table where no run has them (a text run has no accuracy, an
 # image run no perplexity).
 OPTIONAL_COLUMNS = (
     "final_train_accuracy", "test_accuracy", "test_perplexity", "test_bleu",
-    "final_d_loss", "final_g_loss", "fid",
+    "final_d_loss", "final_g_loss", "fid", "final_return", "env_steps_per_s",
 )  # fmt: skip
-# Left out when every run is a GAN's (train/gan.py): it has no single loss.
+# Left out when every run is a GAN's (train/gan.py) or an RL run's (train/rl.py):
+# they have no single loss.
 CLASSIFIER_COLUMNS = ("final_train_loss", "test_loss")
 
 
 def table(rows):
     """A plain-text comparison table of runs' metrics."""
-    gans = bool(rows) and all("final_d_loss" in r for r in rows)
+    gans = bool(rows) and all("final_d_loss" in r or "final_return" in r for r in rows)
     columns = [
         c for c in COLUMNS
         if (c[1] not in OPTIONAL_COLUMNS or any(r.get(c[1]) is not None for r in rows))

@@ -269,9 +269,13 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     loss, after writing the failure into metrics.json.
     """
     from train import gan
+    from train import rl
 
     if gan.is_gan(_model_class(config)):  # two optimizers, FID: train/gan.py
         run = functools.partial(gan.run_one, config, label, run_dir, selection,
+                                smoke=smoke, log=log, read_dir=read_dir)
+    elif rl.is_rl(_model_class(config)):  # PPO on environments: train/rl.py
+        run = functools.partial(rl.run_one, config, label, run_dir, selection,
                                 smoke=smoke, log=log, read_dir=read_dir)
     else:
         run = functools.partial(_run_one, config, label, run_dir, selection,
@@ -538,8 +542,10 @@ def run(
     if config.training.deterministic:
         tf.config.experimental.enable_op_determinism()
     selection = strategy_lib.select(config.strategy, config.training.jit_compile)
-    # Fail on missing data before anything is written.
-    load_data(config, smoke)
+    # Fail on missing data before anything is written (an RL run's data is its
+    # environment: train.rl makes it).
+    if config.environment is None:
+        load_data(config, smoke)
 
     log.path = os.path.join(out_dir, "log.txt")
     _start_run_directory(out_dir, argv, selection, smoke, config, only)
@@ -601,6 +607,7 @@ def _result_line(label, metrics):
     """The log line of a finished run: its loss and the metrics it has."""
     parts = []
     for key, name, kind in (
+        ("final_return", "return", "f"),
         ("final_train_loss", "train loss", "g"),
         ("final_d_loss", "D loss", "g"),
         ("final_g_loss", "G loss", "g"),

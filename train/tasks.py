@@ -13,12 +13,15 @@ otherwise; `train.checks` refuses a mismatch):
 - gan: `(images in [-1, 1], labels)` -> a conditional GAN trained with two
   optimizers and the hinge loss, judged by the FID of its samples (`train.gan`
   runs it).
+- rl: observations -> `[action logits, value]`, trained by PPO on the
+  environments of the config's `environment` section (`train.rl` runs it),
+  judged by the mean return of the last episodes.
 """
 
 import keras
 import numpy as np
 
-TASKS = ("classification", "language_model", "translation", "gan")
+TASKS = ("classification", "language_model", "translation", "gan", "rl")
 
 
 def model_task(model_cls):

@@ -93,6 +93,9 @@ def parse(value, tp, path):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own message says what is wrong inside
+            return parse(value, options[0], path)
         for arg in args:
             if arg is type(None):
                 continue
