@@ -314,6 +314,32 @@ def test_cartpole_config_round_trips_and_its_smoke_section_shrinks_it():
     assert smoke.training.total_steps < 5000
 
 
+def test_cartpoles_unconstrained_paths_are_the_two_fan_in_4_kernels_the_harness_builds():
+    # The config names layers by Keras' default numbering (dense/kernel,
+    # dense_3/kernel): it must pick the first layer of the actor and of the
+    # critic, and nothing else, in the model the harness builds.
+    from train import rl
+
+    config = config_lib.load(CARTPOLE, smoke=True)
+    envs = rl.make_envs(config, seed=0)
+    try:
+        keras.backend.clear_session()  # as rl.run_one does before building
+        model, optimizer = rl.build(config, "nero", envs)
+    finally:
+        envs.close()
+    from nero_tf import constraints
+
+    free = {
+        layout.path for layout in optimizer.neuron_layouts()
+        if not constraints.is_constrained(
+            layout, optimizer.center, optimizer.normalize, optimizer.unconstrained)
+    }  # fmt: skip
+    first_layers = {v.path for v in model.trainable_variables if tuple(v.shape) == (4, 64)}
+    kernels = {v.path for v in model.trainable_variables if len(v.shape) == 2}
+    assert len(first_layers) == 2 and first_layers <= free
+    assert not (kernels - first_layers) & free
+
+
 def test_pong_config_has_the_papers_fig9_settings():
     config = config_lib.load("saved_configs/atari/ppo_pong_fig9.yaml")
     assert (config.environment.id, config.environment.num_envs) == ("PongNoFrameskip-v4", 8)

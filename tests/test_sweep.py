@@ -158,6 +158,12 @@ def test_default_metric_follows_the_configs_test_metric():
     assert sweep_report.default_metric(["accuracy"]) == Metric("test_accuracy", "max")
     assert sweep_report.default_metric(["perplexity"]) == Metric("test_perplexity", "min")
     assert sweep_report.default_metric(["top5"]) == Metric("final_train_loss", "min")
+    # PPO configs (an `environment` section): the mean return of the last episodes.
+    args = sweep._parser().parse_args(
+        ["--config", str(ROOT / "saved_configs/cartpole/ppo_cartpole.yaml"), "--out", "o",
+         "--lr", "0.01"]
+    )  # fmt: skip
+    assert sweep.resolve(args).metric == Metric("final_return", "max")
 
 
 def test_report_only_tables_hold_the_files_numbers(tmp_path, capsys):

@@ -9,9 +9,10 @@ Protocols ("Learning by Turning", Liu et al. 2021): `paper` (the
 default) runs the learning-rate grid on the first seed, picks each
 optimizer's best rate by the metric, then runs that rate on the other seeds;
 `grid` runs every rate on every seed and picks the best mean. The metric is
-the config's test metric (higher test_accuracy, else lower test_perplexity,
-else lower final_train_loss) unless `--metric KEY:max|min` or the config's
-`sweep.metric` names another metrics.json key. `--lr`, `--seeds`,
+the config's test metric (higher final_return for PPO, else higher
+test_accuracy, else lower test_perplexity, else lower final_train_loss)
+unless `--metric KEY:max|min` or the config's `sweep.metric` names another
+metrics.json key. `--lr`, `--seeds`,
 `--protocol` and `--metric` may instead come from the config's `sweep:`
 section (`train.config.SweepConfig`); the command line wins.
 
@@ -226,7 +227,9 @@ def resolve(args):
         metric = (
             sweep_report.parse_metric(args.metric or section.metric)
             if (args.metric or section.metric)
-            else sweep_report.default_metric(config.training.metrics)
+            else sweep_report.default_metric(
+                config.training.metrics, reinforcement=config.environment is not None
+            )
         )
     except ValueError as e:
         raise SweepError(f"--metric {e}") from None

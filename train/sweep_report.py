@@ -29,6 +29,7 @@ DIRECTIONS = {
     "test_loss": "min",
     "final_train_loss": "min",
     "final_train_perplexity": "min",
+    "final_return": "max",  # PPO: the mean return of the last episodes
 }
 # The per-epoch history.json key that follows a metrics.json key.
 CURVES = {
@@ -39,6 +40,7 @@ CURVES = {
     "final_train_loss": "loss",
     "final_train_accuracy": "accuracy",
     "final_train_perplexity": "perplexity",
+    "final_return": "episode_return",  # per update, not per epoch
 }
 
 
@@ -81,9 +83,11 @@ def parse_metric(text):
     return Metric(key, direction)
 
 
-def default_metric(training_metrics):
-    """The config's test metric: higher test_accuracy, else lower test_perplexity,
-    else lower final_train_loss."""
+def default_metric(training_metrics, reinforcement=False):
+    """The config's test metric: higher final_return for PPO, else higher
+    test_accuracy, else lower test_perplexity, else lower final_train_loss."""
+    if reinforcement:
+        return Metric("final_return", "max")
     if "accuracy" in training_metrics:
         return Metric("test_accuracy", "max")
     if "perplexity" in training_metrics:
