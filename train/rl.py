@@ -232,7 +232,7 @@ def trim_history(run_dir, updates_done):
             os.remove(path)
         shutil.rmtree(os.path.join(run_dir, "tensorboard"), ignore_errors=True)
         return
-    runner._trim_csv(path, lambda row: runner._int(row.get("update")) <= updates_done)
+    runner.trim_csv(path, lambda row: runner.int_or(row.get("update")) <= updates_done)
 
 
 class ReturnWindow:
@@ -462,14 +462,7 @@ def _run(config, label, run_dir, selection, envs, *, log, read_dir):
         model.save(os.path.join(run_dir, "model.keras"))
     final, episodes = trainer.window.mean()
     metrics = {
-        "label": label,
-        "status": "finished",
-        "optimizer": run.name,
-        "learning_rate": run.learning_rate,
-        "optimizer_kwargs": run.kwargs,
-        "model": config.model.name,
-        "model_kwargs": {**config.model.kwargs, **run.model_kwargs},
-        "trainable_parameters": params,
+        **runner.run_identity(config, label, params),
         "environment": env.id,
         "num_envs": env.num_envs,
         "updates": updates,

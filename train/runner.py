@@ -181,7 +181,7 @@ def one_line(error):
 
 
 
-def _trim_csv(path, keep):
+def trim_csv(path, keep):
     """Keep the header and the rows `keep(row)` accepts (a resumed run rewrites the rest)."""
     if not os.path.exists(path):
         return
@@ -199,7 +199,8 @@ def _trim_csv(path, keep):
     atomic_write(path, text.getvalue())
 
 
-def _int(text, default=-1):
+def int_or(text, default=-1):
+    """`text` as an int (a CSV cell, "3" or "3.0"), else `default`."""
     try:
         return int(float(text))
     except (TypeError, ValueError):
@@ -219,13 +220,13 @@ def _trim_logs(run_dir, step, epochs_done):
                 os.remove(path)
         shutil.rmtree(os.path.join(run_dir, "tensorboard"), ignore_errors=True)
         return
-    _trim_csv(
+    trim_csv(
         os.path.join(run_dir, "history.csv"),
-        lambda row: 0 <= _int(row.get("epoch")) < epochs_done,
+        lambda row: 0 <= int_or(row.get("epoch")) < epochs_done,
     )
     for name in ("batches.csv", "monitor.csv"):
-        _trim_csv(
-            os.path.join(run_dir, name), lambda row: 0 <= _int(row.get("step")) < step
+        trim_csv(
+            os.path.join(run_dir, name), lambda row: 0 <= int_or(row.get("step")) < step
         )
 
 
@@ -440,18 +441,9 @@ def write_logs(run_dir, monitor):
     return history
 
 
-def final_metrics(config, label, history, test, monitor, *, params, steps, fit_time,
-                   wall, resumed):  # fmt: skip
-    """What a finished run reports in metrics.json."""
+def run_identity(config, label, params):
+    """The fields every finished run's metrics.json opens with: which run, with what."""
     run = config.optimizers[label]
-
-    def last(key):
-        values = [v for v in history.get(key) or [] if v is not None]
-        return values[-1] if values else None
-
-    summary = monitor.summary() if monitor is not None else None
-    if summary:
-        summary = {k: v for k, v in summary.items() if k.count("/") == 1}
     return {
         "label": label,
         "status": "finished",
@@ -461,6 +453,22 @@ def final_metrics(config, label, history, test, monitor, *, params, steps, fit_t
         "model": config.model.name,
         "model_kwargs": {**config.model.kwargs, **run.model_kwargs},
         "trainable_parameters": params,
+    }
+
+
+def final_metrics(config, label, history, test, monitor, *, params, steps, fit_time,
+                   wall, resumed):  # fmt: skip
+    """What a finished run reports in metrics.json."""
+
+    def last(key):
+        values = [v for v in history.get(key) or [] if v is not None]
+        return values[-1] if values else None
+
+    summary = monitor.summary() if monitor is not None else None
+    if summary:
+        summary = {k: v for k, v in summary.items() if k.count("/") == 1}
+    return {
+        **run_identity(config, label, params),
         "epochs": len(history.get("loss") or []),
         "steps_per_epoch": steps,
         # Means over the last epoch's batches, as Keras reports them.
