@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 import warnings
 
 import gymnasium as gym
@@ -456,6 +457,51 @@ def test_a_run_interrupted_after_a_backup_resumes_from_that_update(tmp_path, cap
     assert [r["learning_rate"] for r in rows] == [r["learning_rate"] for r in expected]
     metrics = json.loads((out / "nero" / "metrics.json").read_text())
     assert metrics["resumed_from_update"] == 4 and metrics["env_steps"] == 768
+    assert not (out / "nero" / "backup").exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_from_its_last_backed_up_update(tmp_path):
+    # The process is killed outright (no handler runs) once 3 updates are logged;
+    # the same command continues from the last backup (every update here), with the
+    # learning rate of each update as an uninterrupted run has it.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(root))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "train", "--config", CARTPOLE, "--smoke", "--only", "nero",
+               "--set", "training.total_steps=12800", "--set", "logging.backup_every=1",
+               "--out", str(out)]  # fmt: skip
+    history = out / "nero" / "history.csv"
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while process.poll() is None and (not history.exists() or len(read_rows(history)) < 3):
+        assert time.monotonic() < deadline, "the run logged no 3 updates in 300 s"
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = len(read_rows(history))
+    assert killed_at < 100  # 12,800 steps of 2 envs x 64 = 100 updates
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (out / "log.txt").read_text()
+    assert "resuming from its backup after update" in log
+    rows = read_rows(history)
+    assert [int(r["update"]) for r in rows] == list(range(1, 101))
+    lr = [float(r["learning_rate"]) for r in rows]
+    assert lr == sorted(lr, reverse=True) and lr[0] == pytest.approx(0.01 * 99.75 / 100, rel=0.02)
+    metrics = json.loads((out / "nero" / "metrics.json").read_text())
+    # The kill may land between an update's log row and its backup: at most one
+    # update is trained again.
+    assert metrics["env_steps"] == 12800
+    assert killed_at - 1 <= metrics["resumed_from_update"] <= killed_at
     assert not (out / "nero" / "backup").exists()
 
 
