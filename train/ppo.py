@@ -82,6 +82,12 @@ def _weighted_mean(x, weights, total):
     return ops.sum(x * weights) / total
 
 
+def _chosen(log_probs_all, actions):
+    """The log-probability of each row's action, from `(B, num_actions)` log-probabilities."""
+    num_actions = ops.shape(log_probs_all)[-1]
+    return ops.sum(log_probs_all * ops.one_hot(ops.cast(actions, "int32"), num_actions), axis=-1)
+
+
 def ppo_loss(logits, values, actions, old_log_probs, old_values, advantages, returns,
              weights, *, clip, clip_value_loss, value_coef, entropy_coef,
              normalize_advantages):  # fmt: skip
@@ -107,9 +113,7 @@ def ppo_loss(logits, values, actions, old_log_probs, old_values, advantages, ret
     weights = ops.cast(weights, "float32")
     total = ops.maximum(ops.sum(weights), 1.0)
     log_probs_all = ops.log_softmax(logits, axis=-1)
-    actions = ops.cast(actions, "int32")
-    num_actions = ops.shape(logits)[-1]
-    log_probs = ops.sum(log_probs_all * ops.one_hot(actions, num_actions), axis=-1)
+    log_probs = _chosen(log_probs_all, actions)
     log_ratio = log_probs - old_log_probs
     ratio = ops.exp(log_ratio)
     if normalize_advantages:
@@ -275,8 +279,7 @@ class Learner:
             action = ops.squeeze(
                 keras.random.categorical(logits, 1, seed=self.seed_generator), -1
             )
-            log_probs = ops.log_softmax(logits, axis=-1)
-            log_prob = ops.sum(log_probs * ops.one_hot(action, ops.shape(logits)[-1]), -1)
+            log_prob = _chosen(ops.log_softmax(logits, axis=-1), action)
             return ops.cast(action, "int32"), log_prob, ops.squeeze(value, -1)
 
         def value(obs):

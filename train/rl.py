@@ -40,12 +40,23 @@ import csv
 import dataclasses
 import math
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+import models
+from train import backup as backup_lib
+from train import config as config_lib
+from train import optimizers as optimizers_lib
+from train import ppo as ppo_lib
+from train import report
+from train import runner
 from train import tasks
+from train.loop import TrainingFailed
+from train.runner import SetupError, one_line
 from train.typed import fail
 
 RL_TASK = "rl"
@@ -70,8 +81,6 @@ def is_rl(model_cls):
 def check_config(config, model_cls):
     """The RL keys of a config: present and valid with an RL model, absent
     otherwise (ConfigError)."""
-    from train import config as config_lib
-
     model = config.model.name
     if not is_rl(model_cls):
         for key, value in (("environment", config.environment), ("ppo", config.ppo),
@@ -108,7 +117,7 @@ def check_config(config, model_cls):
     env = config.environment
     if env.num_envs < 1:
         fail("environment.num_envs", f"must be positive, got {env.num_envs}")
-    ppo = config.ppo or config_lib.PPOConfig()
+    ppo = settings(config)
     for name in ("rollout_steps", "epochs", "minibatches", "return_window"):
         if getattr(ppo, name) < 1:
             fail(f"ppo.{name}", f"must be positive, got {getattr(ppo, name)}")
@@ -134,8 +143,6 @@ def check_config(config, model_cls):
 
 def settings(config):
     """The config's `ppo` section, defaults filled in."""
-    from train import config as config_lib
-
     return config.ppo or config_lib.PPOConfig()
 
 
@@ -150,8 +157,8 @@ def plan(config):
 
 def make_envs(config, seed):
     """The run's vector env; SetupError (one line) if it cannot be made."""
+    # Imported here: gymnasium and ale-py load only when a run needs environments.
     from train import envs as envs_lib
-    from train.runner import SetupError, one_line
 
     env = config.environment
     try:
@@ -170,10 +177,6 @@ def make_envs(config, seed):
 
 def build(config, label, envs):
     """The model and its built optimizer for one run; SetupError if the config cannot be."""
-    import models
-    from train import optimizers as optimizers_lib
-    from train.runner import SetupError, one_line
-
     run = config.optimizers[label]
     ppo = settings(config)
     space = envs.single_action_space
@@ -211,8 +214,6 @@ def build(config, label, envs):
 
 def read_history(path):
     """history.csv -> {key: [float or None per update]}."""
-    from train import report
-
     history = report.read_history_csv(path)
     for key in ("update", "env_steps", "episodes"):
         if key in history:
@@ -222,10 +223,6 @@ def read_history(path):
 
 def trim_history(run_dir, updates_done):
     """The logs end where the backup does (a fresh start: no logs)."""
-    import shutil
-
-    from train import runner
-
     path = os.path.join(run_dir, HISTORY)
     if updates_done == 0:
         if os.path.exists(path):
@@ -280,9 +277,6 @@ class Trainer:
 
     def __init__(self, config, label, run_dir, read_dir, model, optimizer, envs, *,
                  jit_compile, log):  # fmt: skip
-        from train import backup as backup_lib
-        from train import ppo as ppo_lib
-
         self.config, self.label, self.run_dir, self.log = config, label, run_dir, log
         self.model, self.optimizer, self.envs = model, optimizer, envs
         self.ppo = settings(config)
@@ -307,9 +301,7 @@ class Trainer:
         return float(keras.ops.convert_to_numpy(lr))
 
     def fit(self):
-        from train import envs as envs_lib
-        from train import ppo as ppo_lib
-        from train.loop import TrainingFailed
+        from train import envs as envs_lib  # gymnasium, only when training
 
         done = 0
         if self.backup is not None:
@@ -328,14 +320,12 @@ class Trainer:
             gae_lambda=self.ppo.gae_lambda, seed=self.config.training.seed + done,
             episode_returns=envs_lib.episode_returns,
         )  # fmt: skip
-        self._updates(rollout, done, TrainingFailed)
+        self._updates(rollout, done)
 
-    def _updates(self, rollout, done, failure):
+    def _updates(self, rollout, done):
         logging = self.config.logging
         writer = None
         if logging.tensorboard:
-            import tensorflow as tf
-
             writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
         path = os.path.join(self.run_dir, HISTORY)
         start, first = time.perf_counter(), done
@@ -345,7 +335,7 @@ class Trainer:
             lr = self._learning_rate()
             parts = self.learner.update(batch, seed=[self.config.training.seed, update])
             if not math.isfinite(parts["loss"]):
-                raise failure(
+                raise TrainingFailed(
                     f"non-finite PPO loss at update {update}",
                     {"update": update, "env_steps": update * self.batch},
                 )
@@ -358,8 +348,6 @@ class Trainer:
             }  # fmt: skip
             _append_row(path, row)
             if writer is not None:
-                import tensorflow as tf
-
                 with writer.as_default(step=row["env_steps"]):
                     for key in FIELDS[2:]:
                         if key != "episodes" and math.isfinite(row[key]):
@@ -384,8 +372,6 @@ def _resolve_jit(jit_compile):
     """`tf.function`'s jit_compile for the config's: "auto" is XLA on a GPU only
     (as Keras decides for `model.fit`)."""
     if jit_compile == "auto":
-        import tensorflow as tf
-
         return bool(tf.config.list_physical_devices("GPU"))
     return bool(jit_compile)
 
@@ -407,13 +393,7 @@ def _append_row(path, row):
 def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
     """`train.runner.run_one` for an RL model: PPO for one optimizer, its logs and
     metrics; returns `(metrics, history)`."""
-    from train import optimizers as optimizers_lib
-    from train import report
-    from train import runner
-    from train.loop import TrainingFailed
-
     del smoke  # the smoke section already shrank the config
-    run = config.optimizers[label]
     os.makedirs(run_dir, exist_ok=True)
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.training.seed)
@@ -425,11 +405,6 @@ def run_one(config, label, run_dir, selection, *, smoke, log, read_dir=None):
 
 
 def _run(config, label, run_dir, selection, envs, *, log, read_dir):
-    from train import optimizers as optimizers_lib
-    from train import report
-    from train import runner
-    from train.loop import TrainingFailed
-
     run = config.optimizers[label]
     model, optimizer = build(config, label, envs)
     batch, updates = plan(config)
